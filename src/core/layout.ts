@@ -1,0 +1,103 @@
+/**
+ * The one module that knows where corral keeps things on disk. Everything else asks here.
+ *
+ *   cache  ($CORRAL_CACHE_DIR | $XDG_CACHE_HOME/corral | ~/.cache/corral)
+ *     debs/<sha256>.deb               verified Debian packages
+ *     indexes/<suite>/...             Debian Release / Packages indexes
+ *     images/<name>/<digest>/         built guest images (kernel, initrd, image.json)
+ *     tools/<name>/<version>/         host tools corral fetched (vhost-device-vsock)
+ *     build/<kind>-<hash>/            compiled artifacts (guest agent, vmm shim)
+ *   state  ($CORRAL_STATE_DIR | $XDG_STATE_HOME/corral | ~/.local/state/corral)
+ *     vms/<name>/                     one instance directory per VM (see InstancePaths)
+ *   run    (sockets; short paths because sun_path is limited to 107 bytes)
+ *     $XDG_RUNTIME_DIR/corral or /tmp/corral-<uid>, then <state-hash>/<vm-id>/
+ */
+import { createHash } from "node:crypto";
+import { mkdirSync } from "node:fs";
+import { homedir, userInfo } from "node:os";
+import { join } from "node:path";
+
+function env(name: string): string | undefined {
+  const value = process.env[name];
+  return value === undefined || value === "" ? undefined : value;
+}
+
+export function cacheRoot(): string {
+  return env("CORRAL_CACHE_DIR") ?? join(env("XDG_CACHE_HOME") ?? join(homedir(), ".cache"), "corral");
+}
+
+export function stateRoot(): string {
+  return (
+    env("CORRAL_STATE_DIR") ??
+    join(env("XDG_STATE_HOME") ?? join(homedir(), ".local", "state"), "corral")
+  );
+}
+
+function runBase(): string {
+  const xdg = env("XDG_RUNTIME_DIR");
+  if (xdg !== undefined && xdg.length < 40) return join(xdg, "corral");
+  return join("/tmp", `corral-${userInfo().uid}`);
+}
+
+/** Sockets of VMs in this state root: distinct state roots (tests) never share sockets. */
+export function runRoot(): string {
+  const tag = createHash("sha256").update(stateRoot()).digest("hex").slice(0, 8);
+  return join(runBase(), tag);
+}
+
+export const cachePaths = {
+  debs: () => join(cacheRoot(), "debs"),
+  deb: (sha256: string) => join(cacheRoot(), "debs", `${sha256}.deb`),
+  indexes: () => join(cacheRoot(), "indexes"),
+  images: () => join(cacheRoot(), "images"),
+  image: (name: string, digest: string) => join(cacheRoot(), "images", name, digest),
+  tools: () => join(cacheRoot(), "tools"),
+  tool: (name: string, version: string) => join(cacheRoot(), "tools", name, version),
+  build: (kind: string, hash: string) => join(cacheRoot(), "build", `${kind}-${hash}`),
+  tmp: () => join(cacheRoot(), "tmp"),
+};
+
+export function vmsRoot(): string {
+  return join(stateRoot(), "vms");
+}
+
+export interface InstancePaths {
+  dir: string;
+  /** Spec + state, written atomically. */
+  config: string;
+  lock: string;
+  serialLog: string;
+  shimLog: string;
+  shimPid: string;
+  /** Written by the shim when the VMM exits: exit status and reason. */
+  exitFile: string;
+  /** Touched by the host once the agent answered; the shim's readiness watchdog waits for it. */
+  readyFile: string;
+  runDir: string;
+  qmpSocket: string;
+  vsockSocket: string;
+}
+
+export function instancePaths(name: string, id: string): InstancePaths {
+  const dir = join(vmsRoot(), name);
+  const runDir = join(runRoot(), id);
+  return {
+    dir,
+    config: join(dir, "vm.json"),
+    lock: join(dir, "lock"),
+    serialLog: join(dir, "serial.log"),
+    shimLog: join(dir, "shim.log"),
+    shimPid: join(dir, "shim.pid"),
+    exitFile: join(dir, "exit.json"),
+    readyFile: join(dir, "ready"),
+    runDir,
+    qmpSocket: join(runDir, "qmp.sock"),
+    vsockSocket: join(runDir, "vsock.sock"),
+  };
+}
+
+/** Creates a directory only the current user can enter (sockets live in such directories). */
+export function ensurePrivateDir(path: string): string {
+  mkdirSync(path, { recursive: true, mode: 0o700 });
+  return path;
+}
