@@ -68,14 +68,18 @@ export interface InstancePaths {
   lock: string;
   serialLog: string;
   shimLog: string;
-  shimPid: string;
+  /** Written by the shim once it forked the VMM: pids and the VMM's start time. */
+  shimState: string;
   /** Written by the shim when the VMM exits: exit status and reason. */
   exitFile: string;
   /** Touched by the host once the agent answered; the shim's readiness watchdog waits for it. */
   readyFile: string;
   runDir: string;
   qmpSocket: string;
+  /** Hybrid-vsock unix socket: the host end of the guest channel (CONNECT <port>). */
   vsockSocket: string;
+  /** vhost-user socket between QEMU and the vsock sidecar. */
+  vhostUserSocket: string;
 }
 
 export function instancePaths(name: string, id: string): InstancePaths {
@@ -87,12 +91,13 @@ export function instancePaths(name: string, id: string): InstancePaths {
     lock: join(dir, "lock"),
     serialLog: join(dir, "serial.log"),
     shimLog: join(dir, "shim.log"),
-    shimPid: join(dir, "shim.pid"),
+    shimState: join(dir, "shim.json"),
     exitFile: join(dir, "exit.json"),
     readyFile: join(dir, "ready"),
     runDir,
     qmpSocket: join(runDir, "qmp.sock"),
     vsockSocket: join(runDir, "vsock.sock"),
+    vhostUserSocket: join(runDir, "vhost-vsock.sock"),
   };
 }
 

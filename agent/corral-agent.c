@@ -1,0 +1,1045 @@
+/*
+ * corral-agent: the guest side of corral's host <-> guest channel.
+ *
+ * Listens on AF_VSOCK (or a unix socket for host-side tests), forks one handler per
+ * connection, and serves exactly one operation per connection. The wire protocol is
+ * documented in docs/agent-protocol.md; keep the two in sync.
+ *
+ * Build: musl-gcc -static -Os -Wall -Wextra -Werror -o corral-agent corral-agent.c
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <limits.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <sys/un.h>
+#include <sys/utsname.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#define AGENT_VERSION "0.1.0"
+#define PROTOCOL_VERSION "1"
+#define DEFAULT_PORT 1024
+#define MAX_IN_PAYLOAD (1024 * 1024)
+#define CHUNK (64 * 1024)
+#define REQUEST_TIMEOUT_MS 30000
+/* After the child exits, a background grandchild may keep its pipes open: read what is
+ * there, but never longer than this. */
+#define DRAIN_LIMIT_MS 2000
+#define MAX_GROUPS 64
+#define DEFAULT_PATH "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+/* musl does not ship <linux/vm_sockets.h>; the ABI is stable, so define it here. */
+#ifndef AF_VSOCK
+#define AF_VSOCK 40
+#endif
+struct agent_sockaddr_vm {
+  sa_family_t svm_family;
+  unsigned short svm_reserved1;
+  unsigned int svm_port;
+  unsigned int svm_cid;
+  unsigned char svm_zero[4];
+};
+#define AGENT_VMADDR_CID_ANY 0xFFFFFFFFu
+
+extern char **environ;
+
+/* ---------------------------------------------------------------- utilities */
+
+static int64_t now_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void set_nonblock(int fd, int on) {
+  int fl = fcntl(fd, F_GETFL);
+  if (fl < 0) return;
+  fcntl(fd, F_SETFL, on ? (fl | O_NONBLOCK) : (fl & ~O_NONBLOCK));
+}
+
+/* Strict unsigned decimal: no sign, no spaces, no overflow past max. */
+static int parse_u64(const char *s, uint64_t max, uint64_t *out) {
+  uint64_t v = 0;
+  if (*s == '\0') return -1;
+  for (; *s; s++) {
+    if (*s < '0' || *s > '9') return -1;
+    if (v > (max - (uint64_t)(*s - '0')) / 10) return -1;
+    v = v * 10 + (uint64_t)(*s - '0');
+  }
+  *out = v;
+  return 0;
+}
+
+static const char *errno_code(int e) {
+  static char buf[24];
+  switch (e) {
+    case ENOENT: return "ENOENT";
+    case EACCES: return "EACCES";
+    case EPERM: return "EPERM";
+    case ENOTDIR: return "ENOTDIR";
+    case EISDIR: return "EISDIR";
+    case ENOEXEC: return "ENOEXEC";
+    case ELOOP: return "ELOOP";
+    case ENAMETOOLONG: return "ENAMETOOLONG";
+    case E2BIG: return "E2BIG";
+    case ENOMEM: return "ENOMEM";
+    case EEXIST: return "EEXIST";
+    case ENOSPC: return "ENOSPC";
+    case EROFS: return "EROFS";
+    case EBUSY: return "EBUSY";
+    case ETXTBSY: return "ETXTBSY";
+    case EIO: return "EIO";
+    case EINVAL: return "EINVAL";
+    case EXDEV: return "EXDEV";
+    case EMFILE: return "EMFILE";
+    case EAGAIN: return "EAGAIN";
+    case EDQUOT: return "EDQUOT";
+    default: snprintf(buf, sizeof buf, "ERRNO_%d", e); return buf;
+  }
+}
+
+/* ------------------------------------------------------------- frame output */
+
+static int write_all(int fd, const void *buf, size_t n) {
+  const unsigned char *p = buf;
+  while (n > 0) {
+    ssize_t w = write(fd, p, n);
+    if (w < 0) {
+      if (errno == EINTR) continue;
+      if (errno == EAGAIN) {
+        struct pollfd pfd = {.fd = fd, .events = POLLOUT};
+        poll(&pfd, 1, -1);
+        continue;
+      }
+      return -1;
+    }
+    p += w;
+    n -= (size_t)w;
+  }
+  return 0;
+}
+
+static void put_header(unsigned char *h, char type, uint32_t len) {
+  h[0] = (unsigned char)type;
+  h[1] = (unsigned char)(len >> 24);
+  h[2] = (unsigned char)(len >> 16);
+  h[3] = (unsigned char)(len >> 8);
+  h[4] = (unsigned char)len;
+}
+
+static int send_frame(int fd, char type, const void *payload, uint32_t len) {
+  unsigned char h[5];
+  put_header(h, type, len);
+  if (write_all(fd, h, 5) < 0) return -1;
+  return len ? write_all(fd, payload, len) : 0;
+}
+
+/* A key=value list being built for a reply; replies are small and bounded. */
+struct kv {
+  char buf[4096];
+  size_t len;
+};
+
+static void kv_add(struct kv *kv, const char *key, const char *value) {
+  size_t kl = strlen(key), vl = strlen(value);
+  if (kv->len + kl + vl + 2 > sizeof kv->buf) vl = sizeof kv->buf - kv->len - kl - 2;
+  memcpy(kv->buf + kv->len, key, kl);
+  kv->buf[kv->len + kl] = '=';
+  memcpy(kv->buf + kv->len + kl + 1, value, vl);
+  kv->buf[kv->len + kl + 1 + vl] = '\0';
+  kv->len += kl + vl + 2;
+}
+
+static void kv_addu(struct kv *kv, const char *key, uint64_t v) {
+  char b[24];
+  snprintf(b, sizeof b, "%llu", (unsigned long long)v);
+  kv_add(kv, key, b);
+}
+
+static void send_fail(int fd, const char *code, const char *stage, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static void send_fail(int fd, const char *code, const char *stage, const char *fmt, ...) {
+  struct kv kv = {.len = 0};
+  char msg[1024];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(msg, sizeof msg, fmt, ap);
+  va_end(ap);
+  kv_add(&kv, "code", code);
+  kv_add(&kv, "message", msg);
+  if (stage) kv_add(&kv, "stage", stage);
+  set_nonblock(fd, 0);
+  send_frame(fd, 'F', kv.buf, (uint32_t)kv.len);
+}
+
+/* -------------------------------------------------------------- frame input */
+
+/* Reads exactly n bytes; 0 on success, -1 on EOF/error, -2 on timeout (deadline_ms < 0: none). */
+static int read_full(int fd, void *buf, size_t n, int64_t deadline_ms) {
+  unsigned char *p = buf;
+  while (n > 0) {
+    if (deadline_ms >= 0) {
+      int64_t left = deadline_ms - now_ms();
+      if (left <= 0) return -2;
+      struct pollfd pfd = {.fd = fd, .events = POLLIN};
+      int r = poll(&pfd, 1, (int)left);
+      if (r < 0 && errno != EINTR) return -1;
+      if (r <= 0) continue;
+    }
+    ssize_t got = read(fd, p, n);
+    if (got < 0) {
+      if (errno == EINTR) continue;
+      if (errno == EAGAIN) {
+        struct pollfd pfd = {.fd = fd, .events = POLLIN};
+        poll(&pfd, 1, -1);
+        continue;
+      }
+      return -1;
+    }
+    if (got == 0) return -1;
+    p += got;
+    n -= (size_t)got;
+  }
+  return 0;
+}
+
+/* Reads one frame into buf (capacity MAX_IN_PAYLOAD). 0 ok, -1 EOF/error, -2 timeout,
+ * -3 oversized. */
+static int read_frame(int fd, char *type, unsigned char *buf, uint32_t *len, int64_t deadline) {
+  unsigned char h[5];
+  int r = read_full(fd, h, 5, deadline);
+  if (r < 0) return r;
+  uint32_t n = ((uint32_t)h[1] << 24) | ((uint32_t)h[2] << 16) | ((uint32_t)h[3] << 8) | h[4];
+  if (n > MAX_IN_PAYLOAD) return -3;
+  *type = (char)h[0];
+  *len = n;
+  return n ? read_full(fd, buf, n, deadline) : 0;
+}
+
+/* ----------------------------------------------------------------- request */
+
+struct request {
+  const char *op;
+  char **argv;
+  int argc;
+  char **env;
+  int envc;
+  const char *cwd;
+  const char *user;
+  const char *path;
+  int stdin_stream;
+  uint64_t timeout_ms;
+  int has_timeout;
+  mode_t mode;
+  int has_mode;
+};
+
+/* Parses the NUL-terminated key=value list in place. Returns NULL or an error message. */
+static const char *parse_request(char *p, uint32_t len, struct request *rq) {
+  memset(rq, 0, sizeof *rq);
+  if (len == 0 || p[len - 1] != '\0') return "request is not a NUL-terminated key=value list";
+  int count = 0;
+  for (uint32_t i = 0; i < len; i++)
+    if (p[i] == '\0') count++;
+  rq->argv = calloc((size_t)count + 1, sizeof(char *));
+  rq->env = calloc((size_t)count + 1, sizeof(char *));
+  if (!rq->argv || !rq->env) return "out of memory";
+  for (char *s = p; s < p + len; s += strlen(s) + 1) {
+    char *eq = strchr(s, '=');
+    if (!eq || eq == s) return "malformed key=value entry";
+    *eq = '\0';
+    const char *k = s, *v = eq + 1;
+    uint64_t n;
+    if (!strcmp(k, "op")) rq->op = v;
+    else if (!strcmp(k, "arg")) rq->argv[rq->argc++] = (char *)v;
+    else if (!strcmp(k, "env")) {
+      const char *e = strchr(v, '=');
+      if (!e || e == v) return "env entries must be K=V";
+      rq->env[rq->envc++] = (char *)v;
+    } else if (!strcmp(k, "cwd")) rq->cwd = v;
+    else if (!strcmp(k, "user")) rq->user = v;
+    else if (!strcmp(k, "path")) rq->path = v;
+    else if (!strcmp(k, "stdin")) {
+      if (strcmp(v, "0") && strcmp(v, "1")) return "stdin must be 0 or 1";
+      rq->stdin_stream = v[0] == '1';
+    } else if (!strcmp(k, "timeout_ms")) {
+      if (parse_u64(v, (uint64_t)1 << 40, &rq->timeout_ms)) return "timeout_ms must be a number";
+      rq->has_timeout = rq->timeout_ms > 0;
+    } else if (!strcmp(k, "mode")) {
+      n = 0;
+      if (!*v || strlen(v) > 4 || strspn(v, "01234567") != strlen(v)) return "mode must be octal";
+      for (const char *c = v; *c; c++) n = n * 8 + (uint64_t)(*c - '0');
+      rq->mode = (mode_t)n;
+      rq->has_mode = 1;
+    } else if (!strcmp(k, "version")) {
+      if (strcmp(v, PROTOCOL_VERSION)) return "unsupported protocol version";
+    } else {
+      return "unknown request key";
+    }
+  }
+  if (!rq->op) return "missing op";
+  return NULL;
+}
+
+/* -------------------------------------------------------------------- users */
+
+struct ident {
+  uid_t uid;
+  gid_t gid;
+  gid_t groups[MAX_GROUPS];
+  int ngroups;
+  char home[PATH_MAX];
+  char name[256];
+};
+
+/* Splits a colon-separated line into at most max fields, in place. */
+static int split_colon(char *line, char **f, int max) {
+  int n = 0;
+  f[n++] = line;
+  for (char *c = line; *c && n < max; c++)
+    if (*c == ':') {
+      *c = '\0';
+      f[n++] = c + 1;
+    }
+  return n;
+}
+
+/* Own /etc/passwd parser: static binaries must not depend on NSS. Matches by name, or by
+ * uid when name is NULL. */
+static int passwd_lookup(const char *name, uid_t uid, struct ident *id) {
+  FILE *f = fopen("/etc/passwd", "re");
+  if (!f) return -1;
+  char line[1024];
+  int found = -1;
+  while (fgets(line, sizeof line, f)) {
+    line[strcspn(line, "\n")] = '\0';
+    char *fl[7];
+    if (split_colon(line, fl, 7) < 7) continue;
+    uint64_t u, g;
+    if (parse_u64(fl[2], UINT32_MAX, &u) || parse_u64(fl[3], UINT32_MAX, &g)) continue;
+    if (name ? strcmp(fl[0], name) != 0 : (uid_t)u != uid) continue;
+    id->uid = (uid_t)u;
+    id->gid = (gid_t)g;
+    snprintf(id->home, sizeof id->home, "%s", fl[5][0] ? fl[5] : "/");
+    snprintf(id->name, sizeof id->name, "%s", fl[0]);
+    found = 0;
+    break;
+  }
+  fclose(f);
+  return found;
+}
+
+static void group_lookup(struct ident *id) {
+  id->groups[0] = id->gid;
+  id->ngroups = 1;
+  if (!id->name[0]) return;
+  FILE *f = fopen("/etc/group", "re");
+  if (!f) return;
+  char line[4096];
+  while (fgets(line, sizeof line, f) && id->ngroups < MAX_GROUPS) {
+    line[strcspn(line, "\n")] = '\0';
+    char *fl[4];
+    if (split_colon(line, fl, 4) < 4) continue;
+    uint64_t g;
+    if (parse_u64(fl[2], UINT32_MAX, &g) || (gid_t)g == id->gid) continue;
+    for (char *m = strtok(fl[3], ","); m; m = strtok(NULL, ","))
+      if (!strcmp(m, id->name)) {
+        id->groups[id->ngroups++] = (gid_t)g;
+        break;
+      }
+  }
+  fclose(f);
+}
+
+/* Resolves "name" or "uid[:gid]". Returns NULL or an error message. */
+static const char *resolve_user(const char *spec, struct ident *id) {
+  memset(id, 0, sizeof *id);
+  const char *colon = strchr(spec, ':');
+  if (spec[0] >= '0' && spec[0] <= '9') {
+    char ubuf[24];
+    size_t ul = colon ? (size_t)(colon - spec) : strlen(spec);
+    if (ul >= sizeof ubuf) return "bad uid";
+    memcpy(ubuf, spec, ul);
+    ubuf[ul] = '\0';
+    uint64_t u, g;
+    if (parse_u64(ubuf, UINT32_MAX - 1, &u)) return "bad uid";
+    if (passwd_lookup(NULL, (uid_t)u, id) < 0) {
+      id->uid = (uid_t)u;
+      id->gid = (gid_t)u;
+      snprintf(id->home, sizeof id->home, "/");
+    }
+    if (colon) {
+      if (parse_u64(colon + 1, UINT32_MAX - 1, &g)) return "bad gid";
+      id->gid = (gid_t)g;
+      id->name[0] = '\0'; /* an explicit gid means exactly that group */
+    }
+  } else if (colon || passwd_lookup(spec, 0, id) < 0) {
+    return "no such user";
+  }
+  group_lookup(id);
+  return NULL;
+}
+
+static int become(const struct ident *id) {
+  if (setgroups((size_t)id->ngroups, id->groups) < 0) return -1;
+  if (setgid(id->gid) < 0) return -1;
+  if (setuid(id->uid) < 0) return -1;
+  return 0;
+}
+
+/* --------------------------------------------------------------------- ping */
+
+static void op_ping(int sock) {
+  struct kv kv = {.len = 0};
+  struct utsname u;
+  struct timespec ts;
+  kv_add(&kv, "version", AGENT_VERSION);
+  kv_add(&kv, "protocol", PROTOCOL_VERSION);
+  if (uname(&u) == 0) {
+    kv_add(&kv, "kernel", u.release);
+    kv_add(&kv, "hostname", u.nodename);
+  } else {
+    kv_add(&kv, "kernel", "unknown");
+    kv_add(&kv, "hostname", "");
+  }
+  clock_gettime(CLOCK_BOOTTIME, &ts);
+  kv_addu(&kv, "uptime_ms", (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000);
+  send_frame(sock, 'P', kv.buf, (uint32_t)kv.len);
+}
+
+/* ---------------------------------------------------------------- files ops */
+
+static void op_read_file(int sock, const struct request *rq, unsigned char *buf) {
+  int fd = open(rq->path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+  if (fd < 0) {
+    send_fail(sock, errno_code(errno), "open", "open \"%s\": %s", rq->path, strerror(errno));
+    return;
+  }
+  struct stat st;
+  if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+    send_fail(sock, "NOT_REGULAR", "open", "\"%s\" is not a regular file", rq->path);
+    close(fd);
+    return;
+  }
+  set_nonblock(fd, 0);
+  uint64_t total = 0;
+  for (;;) {
+    ssize_t n = read(fd, buf, CHUNK);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      send_fail(sock, errno_code(errno), "read", "read \"%s\": %s", rq->path, strerror(errno));
+      close(fd);
+      return;
+    }
+    if (n == 0) break;
+    if (send_frame(sock, 'D', buf, (uint32_t)n) < 0) {
+      close(fd);
+      return;
+    }
+    total += (uint64_t)n;
+  }
+  close(fd);
+  struct kv kv = {.len = 0};
+  kv_addu(&kv, "size", total);
+  send_frame(sock, 'Z', kv.buf, (uint32_t)kv.len);
+}
+
+static void op_write_file(int sock, const struct request *rq, unsigned char *buf) {
+  const char *slash = strrchr(rq->path, '/');
+  char tmp[PATH_MAX + 32];
+  int dlen = (int)(slash - rq->path);
+  if (snprintf(tmp, sizeof tmp, "%.*s/.%s.corral-XXXXXX", dlen, rq->path, slash + 1) >=
+      (int)sizeof tmp) {
+    send_fail(sock, "ENAMETOOLONG", "open", "path too long");
+    return;
+  }
+  int fd = mkostemp(tmp, O_CLOEXEC);
+  if (fd < 0) {
+    send_fail(sock, errno_code(errno), "open", "create \"%s\": %s", rq->path, strerror(errno));
+    return;
+  }
+  uint64_t total = 0;
+  for (;;) {
+    char type;
+    uint32_t len;
+    int r = read_frame(sock, &type, buf, &len, -1);
+    if (r == -1) goto abandon; /* host went away: leave nothing behind */
+    if (r == -3 || (type != 'W' && type != 'E')) {
+      send_fail(sock, "BAD_REQUEST", NULL, "expected 'W' or 'E' frame");
+      goto abandon;
+    }
+    if (type == 'E') break;
+    if (write_all(fd, buf, len) < 0) {
+      send_fail(sock, errno_code(errno), "write", "write \"%s\": %s", rq->path, strerror(errno));
+      goto abandon;
+    }
+    total += len;
+  }
+  if (fchmod(fd, rq->has_mode ? rq->mode : 0644) < 0 || fsync(fd) < 0) {
+    send_fail(sock, errno_code(errno), "write", "write \"%s\": %s", rq->path, strerror(errno));
+    goto abandon;
+  }
+  close(fd);
+  fd = -1;
+  if (rename(tmp, rq->path) < 0) {
+    send_fail(sock, errno_code(errno), "rename", "rename to \"%s\": %s", rq->path, strerror(errno));
+    goto abandon;
+  }
+  struct kv kv = {.len = 0};
+  kv_addu(&kv, "size", total);
+  send_frame(sock, 'Z', kv.buf, (uint32_t)kv.len);
+  return;
+abandon:
+  if (fd >= 0) close(fd);
+  unlink(tmp);
+}
+
+/* --------------------------------------------------------------------- exec */
+
+static int sigchld_pipe[2] = {-1, -1};
+
+static void on_sigchld(int sig) {
+  (void)sig;
+  int saved = errno;
+  ssize_t r = write(sigchld_pipe[1], "c", 1);
+  (void)r;
+  errno = saved;
+}
+
+/* What the forked child reports through its close-on-exec pipe when it cannot exec. */
+struct child_err {
+  int stage; /* 0 user, 1 cwd, 2 exec, 3 setup */
+  int err;
+};
+
+static void child_fail(int fd, int stage, int err) {
+  struct child_err ce = {stage, err};
+  ssize_t r = write(fd, &ce, sizeof ce);
+  (void)r;
+  _exit(127);
+}
+
+static void child_main(const struct request *rq, const struct ident *id, char **envp,
+                       int in_fd, int out_fd, int err_fd, int report_fd) {
+  if (setsid() < 0) child_fail(report_fd, 3, errno);
+  if (dup2(in_fd, 0) < 0 || dup2(out_fd, 1) < 0 || dup2(err_fd, 2) < 0)
+    child_fail(report_fd, 3, errno);
+  /* The agent ignores SIGPIPE; ignored dispositions survive exec, so reset everything. */
+  for (int s = 1; s < 65; s++) signal(s, SIG_DFL);
+  sigset_t all;
+  sigemptyset(&all);
+  sigprocmask(SIG_SETMASK, &all, NULL);
+  if (id && become(id) < 0) child_fail(report_fd, 0, errno);
+  if (rq->cwd) {
+    if (chdir(rq->cwd) < 0) child_fail(report_fd, 1, errno);
+  } else {
+    const char *home = NULL;
+    for (char **e = envp; *e; e++)
+      if (!strncmp(*e, "HOME=", 5)) home = *e + 5;
+    if (!home || chdir(home) < 0) {
+      if (chdir("/") < 0) child_fail(report_fd, 1, errno);
+    }
+  }
+  /* execvp searches the PATH of the calling process, so hand it the child's env first. */
+  environ = envp;
+  execvp(rq->argv[0], rq->argv);
+  child_fail(report_fd, 2, errno);
+}
+
+/* Builds the child's environment: defaults first, request entries override by key. */
+static char **build_env(const struct request *rq, const char *home) {
+  char **envp = calloc((size_t)rq->envc + 3, sizeof(char *));
+  if (!envp) return NULL;
+  int n = 0;
+  envp[n] = malloc(strlen(home) + 6);
+  if (!envp[n]) return NULL;
+  sprintf(envp[n++], "HOME=%s", home);
+  envp[n++] = "PATH=" DEFAULT_PATH;
+  for (int i = 0; i < rq->envc; i++) {
+    size_t kl = (size_t)(strchr(rq->env[i], '=') - rq->env[i]) + 1;
+    int j;
+    for (j = 0; j < n; j++)
+      if (!strncmp(envp[j], rq->env[i], kl)) break;
+    envp[j] = rq->env[i];
+    if (j == n) n++;
+  }
+  envp[n] = NULL;
+  return envp;
+}
+
+struct exec_io {
+  int sock;
+  int pipes[2];     /* child's stdout, stderr read ends; -1 once closed */
+  int in_fd;        /* child's stdin write end; -1 when closed or not streamed */
+  int host_eof;     /* host sent 'E' */
+  unsigned char *in_buf;
+  uint32_t in_len, in_off;
+  /* Incoming frame being assembled (non-blocking socket). */
+  unsigned char hdr[5];
+  uint32_t hdr_got, pay_len, pay_got;
+  int in_payload;
+  /* Outgoing frame: at most one is buffered, so pipes are read only as fast as the host reads. */
+  unsigned char out[5 + CHUNK];
+  uint32_t out_len, out_off;
+  int next_pipe; /* alternates stdout/stderr for fairness */
+};
+
+static void close_fd(int *fd) {
+  if (*fd >= 0) close(*fd);
+  *fd = -1;
+}
+
+/* Returns 0 to continue, -1 on disconnect, -2 on protocol violation. */
+static int exec_read_sock(struct exec_io *io, pid_t pgid, int stdin_stream) {
+  for (;;) {
+    ssize_t r;
+    if (!io->in_payload) {
+      r = read(io->sock, io->hdr + io->hdr_got, 5 - io->hdr_got);
+    } else {
+      r = read(io->sock, io->in_buf + io->pay_got, io->pay_len - io->pay_got);
+    }
+    if (r < 0) {
+      if (errno == EINTR) continue;
+      return errno == EAGAIN ? 0 : -1;
+    }
+    if (r == 0) return -1;
+    if (!io->in_payload) {
+      io->hdr_got += (uint32_t)r;
+      if (io->hdr_got < 5) continue;
+      io->pay_len = ((uint32_t)io->hdr[1] << 24) | ((uint32_t)io->hdr[2] << 16) |
+                    ((uint32_t)io->hdr[3] << 8) | io->hdr[4];
+      if (io->pay_len > MAX_IN_PAYLOAD) return -2;
+      io->pay_got = 0;
+      io->in_payload = 1;
+    } else {
+      io->pay_got += (uint32_t)r;
+    }
+    if (io->pay_got < io->pay_len) continue;
+    /* A whole frame has arrived. */
+    char type = (char)io->hdr[0];
+    io->hdr_got = 0;
+    io->in_payload = 0;
+    if (type == 'I') {
+      if (!stdin_stream || io->host_eof) return -2;
+      if (io->in_fd >= 0 && io->pay_len > 0) {
+        io->in_len = io->pay_len;
+        io->in_off = 0;
+        return 0; /* stop reading until this frame is written to the child */
+      }
+    } else if (type == 'E') {
+      if (!stdin_stream || io->host_eof || io->pay_len) return -2;
+      io->host_eof = 1;
+      if (io->in_len == io->in_off) close_fd(&io->in_fd);
+    } else if (type == 'K') {
+      if (io->pay_len != 4) return -2;
+      uint32_t sig = ((uint32_t)io->in_buf[0] << 24) | ((uint32_t)io->in_buf[1] << 16) |
+                     ((uint32_t)io->in_buf[2] << 8) | io->in_buf[3];
+      if (sig < 1 || sig > 64) return -2;
+      kill(-pgid, (int)sig);
+    } else {
+      return -2;
+    }
+  }
+}
+
+static void exec_write_stdin(struct exec_io *io) {
+  while (io->in_off < io->in_len) {
+    ssize_t w = write(io->in_fd, io->in_buf + io->in_off, io->in_len - io->in_off);
+    if (w < 0) {
+      if (errno == EINTR) continue;
+      if (errno == EAGAIN) return;
+      /* The child closed its stdin: drop what the host sends from now on. */
+      close_fd(&io->in_fd);
+      io->in_len = io->in_off = 0;
+      return;
+    }
+    io->in_off += (uint32_t)w;
+  }
+  io->in_len = io->in_off = 0;
+  if (io->host_eof) close_fd(&io->in_fd);
+}
+
+/* Reads one chunk from pipe idx into the out buffer. Returns 1 data, 0 would block, -1 EOF. */
+static int exec_fill_out(struct exec_io *io, int idx) {
+  for (;;) {
+    ssize_t n = read(io->pipes[idx], io->out + 5, CHUNK);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && errno == EAGAIN) return 0;
+    if (n <= 0) {
+      close_fd(&io->pipes[idx]);
+      return -1;
+    }
+    put_header(io->out, idx == 0 ? '1' : '2', (uint32_t)n);
+    io->out_len = 5 + (uint32_t)n;
+    io->out_off = 0;
+    return 1;
+  }
+}
+
+/* Returns 0, or -1 when the host is gone. */
+static int exec_flush_out(struct exec_io *io) {
+  while (io->out_off < io->out_len) {
+    ssize_t w = write(io->sock, io->out + io->out_off, io->out_len - io->out_off);
+    if (w < 0) {
+      if (errno == EINTR) continue;
+      return errno == EAGAIN ? 0 : -1;
+    }
+    io->out_off += (uint32_t)w;
+  }
+  io->out_len = io->out_off = 0;
+  return 0;
+}
+
+static void reap(pid_t pid, int *status) {
+  while (waitpid(pid, status, 0) < 0 && errno == EINTR) {
+  }
+}
+
+static void op_exec(int sock, struct request *rq, unsigned char *buf) {
+  if (rq->argc == 0) {
+    send_fail(sock, "BAD_REQUEST", NULL, "exec needs at least one arg");
+    return;
+  }
+  struct ident id, *idp = NULL;
+  const char *home = "/root";
+  if (rq->user) {
+    const char *e = resolve_user(rq->user, &id);
+    if (e) {
+      send_fail(sock, "NO_SUCH_USER", "user", "user \"%s\": %s", rq->user, e);
+      return;
+    }
+    idp = &id;
+    home = id.home;
+  } else {
+    struct ident self;
+    memset(&self, 0, sizeof self);
+    if (passwd_lookup(NULL, getuid(), &self) == 0) home = strdup(self.home);
+  }
+  char **envp = build_env(rq, home);
+  int in_p[2] = {-1, -1}, out_p[2], err_p[2], rep_p[2];
+  if (!envp || pipe2(sigchld_pipe, O_CLOEXEC | O_NONBLOCK) < 0 || pipe2(out_p, O_CLOEXEC) < 0 ||
+      pipe2(err_p, O_CLOEXEC) < 0 || pipe2(rep_p, O_CLOEXEC) < 0 ||
+      (rq->stdin_stream ? pipe2(in_p, O_CLOEXEC) : (in_p[0] = open("/dev/null", O_RDONLY | O_CLOEXEC))) < 0) {
+    send_fail(sock, errno_code(errno), "setup", "exec setup: %s", strerror(errno));
+    return;
+  }
+  struct sigaction sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = on_sigchld;
+  sa.sa_flags = SA_RESTART | SA_NOCLDSTOP;
+  sigaction(SIGCHLD, &sa, NULL);
+
+  pid_t pid = fork();
+  if (pid < 0) {
+    send_fail(sock, errno_code(errno), "setup", "fork: %s", strerror(errno));
+    return;
+  }
+  if (pid == 0) child_main(rq, idp, envp, in_p[0], out_p[1], err_p[1], rep_p[1]);
+  close(in_p[0]);
+  close(out_p[1]);
+  close(err_p[1]);
+  close(rep_p[1]);
+
+  /* EOF on the report pipe means exec succeeded (it is close-on-exec). */
+  struct child_err ce;
+  ssize_t got;
+  while ((got = read(rep_p[0], &ce, sizeof ce)) < 0 && errno == EINTR) {
+  }
+  close(rep_p[0]);
+  if (got == (ssize_t)sizeof ce) {
+    int status;
+    reap(pid, &status);
+    if (ce.stage == 2)
+      send_fail(sock, errno_code(ce.err), "exec", "exec \"%s\": %s", rq->argv[0], strerror(ce.err));
+    else if (ce.stage == 1)
+      send_fail(sock, errno_code(ce.err), "cwd", "cwd \"%s\": %s", rq->cwd ? rq->cwd : "",
+                strerror(ce.err));
+    else if (ce.stage == 0)
+      send_fail(sock, errno_code(ce.err), "user", "switch to user \"%s\": %s", rq->user,
+                strerror(ce.err));
+    else
+      send_fail(sock, errno_code(ce.err), "setup", "exec setup: %s", strerror(ce.err));
+    return;
+  }
+
+  struct exec_io io;
+  memset(&io, 0, sizeof io);
+  io.sock = sock;
+  io.pipes[0] = out_p[0];
+  io.pipes[1] = err_p[0];
+  io.in_fd = rq->stdin_stream ? in_p[1] : -1;
+  io.in_buf = buf;
+  set_nonblock(sock, 1);
+  set_nonblock(io.pipes[0], 1);
+  set_nonblock(io.pipes[1], 1);
+  if (io.in_fd >= 0) set_nonblock(io.in_fd, 1);
+
+  int64_t deadline = rq->has_timeout ? now_ms() + (int64_t)rq->timeout_ms : -1;
+  int timed_out = 0, exited = 0, status = 0, violation = 0;
+  int64_t drain_until = -1;
+
+  for (;;) {
+    struct pollfd p[5];
+    int np = 0, i_sock = -1, i_pipe[2] = {-1, -1}, i_in = -1, i_chld;
+    int out_pending = io.out_off < io.out_len;
+    short sev = POLLRDHUP;
+    if (!exited && io.in_len == 0) sev |= POLLIN;
+    if (out_pending) sev |= POLLOUT;
+    p[np] = (struct pollfd){.fd = sock, .events = sev};
+    i_sock = np++;
+    if (!out_pending)
+      for (int k = 0; k < 2; k++)
+        if (io.pipes[k] >= 0) {
+          p[np] = (struct pollfd){.fd = io.pipes[k], .events = POLLIN};
+          i_pipe[k] = np++;
+        }
+    if (io.in_fd >= 0 && io.in_len > 0) {
+      p[np] = (struct pollfd){.fd = io.in_fd, .events = POLLOUT};
+      i_in = np++;
+    }
+    p[np] = (struct pollfd){.fd = sigchld_pipe[0], .events = POLLIN};
+    i_chld = np++;
+
+    int timeout = -1;
+    int64_t now = now_ms();
+    if (exited) {
+      /* Draining: done once nothing more is readable right now. */
+      if (!out_pending && io.pipes[0] < 0 && io.pipes[1] < 0) break;
+      timeout = out_pending ? -1 : 0;
+      if (!out_pending && now >= drain_until) break;
+    } else if (deadline >= 0) {
+      if (now >= deadline && !timed_out) {
+        timed_out = 1;
+        kill(-pid, SIGKILL);
+      }
+      if (!timed_out) timeout = (int)(deadline - now);
+    }
+    int r = poll(p, (nfds_t)np, timeout);
+    if (r < 0) {
+      if (errno == EINTR) continue;
+      break;
+    }
+    if (exited && r == 0) break;
+    short sre = p[i_sock].revents;
+    if (sre & (POLLERR | POLLHUP | POLLRDHUP | POLLNVAL)) goto disconnect;
+    if (sre & POLLOUT && exec_flush_out(&io) < 0) goto disconnect;
+    if (sre & POLLIN) {
+      int rr = exec_read_sock(&io, pid, rq->stdin_stream);
+      if (rr == -1) goto disconnect;
+      if (rr == -2) {
+        violation = 1;
+        goto disconnect;
+      }
+    }
+    if (i_in >= 0 && p[i_in].revents) exec_write_stdin(&io);
+    else if (io.in_fd >= 0 && io.in_len > 0) exec_write_stdin(&io);
+    if (!(io.out_off < io.out_len)) {
+      for (int t = 0; t < 2; t++) {
+        int k = (io.next_pipe + t) % 2;
+        int readable = i_pipe[k] >= 0 && p[i_pipe[k]].revents;
+        if (!readable) continue;
+        int fr = exec_fill_out(&io, k);
+        if (fr == 1) {
+          io.next_pipe = (k + 1) % 2;
+          if (exec_flush_out(&io) < 0) goto disconnect;
+          break;
+        }
+        if (fr == 0 && exited) close_fd(&io.pipes[k]);
+      }
+    }
+    if (p[i_chld].revents & POLLIN) {
+      char drain[64];
+      while (read(sigchld_pipe[0], drain, sizeof drain) > 0) {
+      }
+    }
+    if (!exited) {
+      pid_t w = waitpid(pid, &status, WNOHANG);
+      if (w == pid) {
+        exited = 1;
+        drain_until = now_ms() + DRAIN_LIMIT_MS;
+        close_fd(&io.in_fd);
+        io.in_len = io.in_off = 0;
+      }
+    }
+  }
+  close_fd(&io.pipes[0]);
+  close_fd(&io.pipes[1]);
+  set_nonblock(sock, 0);
+  struct kv kv = {.len = 0};
+  if (WIFSIGNALED(status)) kv_addu(&kv, "signal", (uint64_t)WTERMSIG(status));
+  else kv_addu(&kv, "code", (uint64_t)WEXITSTATUS(status));
+  if (timed_out) kv_add(&kv, "timeout", "1");
+  send_frame(sock, 'X', kv.buf, (uint32_t)kv.len);
+  return;
+
+disconnect:
+  /* The host is gone (or broke the protocol): nobody will read the output, stop everything. */
+  kill(-pid, SIGKILL);
+  if (!exited) reap(pid, &status);
+  close_fd(&io.in_fd);
+  close_fd(&io.pipes[0]);
+  close_fd(&io.pipes[1]);
+  if (violation) send_fail(sock, "BAD_REQUEST", NULL, "unexpected frame during exec");
+}
+
+/* ------------------------------------------------------------------ handler */
+
+static void handle(int sock) {
+  unsigned char *buf = malloc(MAX_IN_PAYLOAD + 1);
+  if (!buf) return;
+  char type;
+  uint32_t len;
+  int r = read_frame(sock, &type, buf, &len, now_ms() + REQUEST_TIMEOUT_MS);
+  if (r == -1 || r == -2) return;
+  if (r == -3 || type != 'R') {
+    send_fail(sock, "BAD_REQUEST", NULL, r == -3 ? "frame too large" : "expected a request frame");
+    return;
+  }
+  /* The request strings point into this copy; buf is reused for data frames. */
+  char *req = malloc(len + 1);
+  if (!req) return;
+  memcpy(req, buf, len);
+  req[len] = '\0';
+  struct request rq;
+  const char *err = parse_request(req, len, &rq);
+  if (err) {
+    send_fail(sock, "BAD_REQUEST", NULL, "%s", err);
+    return;
+  }
+  if (!strcmp(rq.op, "ping")) {
+    op_ping(sock);
+  } else if (!strcmp(rq.op, "exec")) {
+    op_exec(sock, &rq, buf);
+  } else if (!strcmp(rq.op, "read_file") || !strcmp(rq.op, "write_file")) {
+    if (!rq.path || rq.path[0] != '/') {
+      send_fail(sock, "BAD_REQUEST", NULL, "path must be absolute");
+      return;
+    }
+    if (rq.user) {
+      /* Switching identity in this per-connection process makes the kernel apply the user's
+       * permissions and ownership, exactly as for a program the user ran. */
+      struct ident id;
+      const char *e = resolve_user(rq.user, &id);
+      if (e) {
+        send_fail(sock, "NO_SUCH_USER", "user", "user \"%s\": %s", rq.user, e);
+        return;
+      }
+      if (become(&id) < 0) {
+        send_fail(sock, errno_code(errno), "user", "switch to user \"%s\": %s", rq.user,
+                  strerror(errno));
+        return;
+      }
+    }
+    if (rq.op[0] == 'r') op_read_file(sock, &rq, buf);
+    else op_write_file(sock, &rq, buf);
+  } else {
+    send_fail(sock, "BAD_REQUEST", NULL, "unknown op \"%s\"", rq.op);
+  }
+}
+
+/* --------------------------------------------------------------------- main */
+
+static int listen_socket(const char *unix_path, unsigned port) {
+  int fd;
+  if (unix_path) {
+    struct sockaddr_un sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sun_family = AF_UNIX;
+    if (strlen(unix_path) >= sizeof sa.sun_path) {
+      fprintf(stderr, "corral-agent: socket path too long\n");
+      return -1;
+    }
+    strcpy(sa.sun_path, unix_path);
+    fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) return -1;
+    unlink(unix_path);
+    if (bind(fd, (struct sockaddr *)&sa, sizeof sa) < 0) return -1;
+  } else {
+    struct agent_sockaddr_vm sa;
+    memset(&sa, 0, sizeof sa);
+    sa.svm_family = AF_VSOCK;
+    sa.svm_port = port;
+    sa.svm_cid = AGENT_VMADDR_CID_ANY;
+    fd = socket(AF_VSOCK, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) return -1;
+    if (bind(fd, (struct sockaddr *)&sa, sizeof sa) < 0) return -1;
+  }
+  if (listen(fd, 64) < 0) return -1;
+  return fd;
+}
+
+static void usage(void) {
+  fprintf(stderr, "usage: corral-agent [--port N] [--listen-unix PATH] [--version]\n");
+}
+
+int main(int argc, char **argv) {
+  const char *unix_path = NULL;
+  uint64_t port = DEFAULT_PORT;
+  for (int i = 1; i < argc; i++) {
+    if (!strcmp(argv[i], "--version")) {
+      printf("corral-agent %s (protocol %s)\n", AGENT_VERSION, PROTOCOL_VERSION);
+      return 0;
+    } else if (!strcmp(argv[i], "--port") && i + 1 < argc) {
+      if (parse_u64(argv[++i], UINT32_MAX, &port)) {
+        usage();
+        return 2;
+      }
+    } else if (!strcmp(argv[i], "--listen-unix") && i + 1 < argc) {
+      unix_path = argv[++i];
+    } else {
+      usage();
+      return 2;
+    }
+  }
+  /* Pipes and sockets must never land on 0-2, or the child's dup2 shuffle breaks. */
+  int nullfd;
+  while ((nullfd = open("/dev/null", O_RDWR)) >= 0 && nullfd < 3) {
+  }
+  if (nullfd >= 0) close(nullfd);
+  signal(SIGPIPE, SIG_IGN);
+  /* Handlers are never waited for: let the kernel reap them. */
+  struct sigaction sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = SIG_IGN;
+  sa.sa_flags = SA_NOCLDWAIT;
+  sigaction(SIGCHLD, &sa, NULL);
+  umask(022);
+
+  int lfd = listen_socket(unix_path, (unsigned)port);
+  if (lfd < 0) {
+    fprintf(stderr, "corral-agent: listen: %s\n", strerror(errno));
+    return 1;
+  }
+  for (;;) {
+    int c = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+    if (c < 0) {
+      if (errno == EINTR || errno == ECONNABORTED) continue;
+      /* EMFILE and friends are transient: back off rather than spin or die. */
+      usleep(100000);
+      continue;
+    }
+    pid_t pid = fork();
+    if (pid == 0) {
+      close(lfd);
+      struct sigaction dfl;
+      memset(&dfl, 0, sizeof dfl);
+      dfl.sa_handler = SIG_DFL;
+      sigaction(SIGCHLD, &dfl, NULL);
+      handle(c);
+      _exit(0);
+    }
+    close(c);
+  }
+}

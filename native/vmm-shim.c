@@ -1,0 +1,488 @@
+/*
+ * vmm-shim: one tiny process per VM (like conmon / containerd-shim) so VMs outlive the CLI
+ * without a Node.js process per VM. It starts the vsock sidecar and the VMM, records their
+ * pids, watches them and writes why the VM ended.
+ *
+ * usage: vmm-shim --state-file PATH --exit-file PATH
+ *                 [--ready-file PATH --ready-timeout-ms N]
+ *                 [--sidecar-wait-path PATH] [--sidecar-log PATH] [--sidecar ARG... ]
+ *                 --vmm ARG...
+ *
+ * Children get PR_SET_PDEATHSIG(SIGKILL): a SIGKILLed shim must not orphan a VMM that would
+ * spin a core forever under TCG.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#define SIDECAR_WAIT_MS 5000
+#define SIDECAR_POLL_MS 2
+#define SIDECAR_GRACE_MS 1000
+#define SIDECAR_RACE_MS 200
+
+struct child {
+  const char *name;
+  pid_t pid;
+  int exited;
+  int status;
+};
+
+static struct {
+  const char *state_file;
+  const char *exit_file;
+  const char *ready_file;
+  long ready_timeout_ms;
+  const char *sidecar_wait_path;
+  const char *sidecar_log;
+  char **sidecar_argv;
+  char **vmm_argv;
+} opt = {.ready_timeout_ms = -1};
+
+static sigset_t orig_mask;
+
+static void logmsg(const char *fmt, ...) {
+  char buf[1024];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(buf, sizeof buf, fmt, ap);
+  va_end(ap);
+  fprintf(stderr, "vmm-shim: %s\n", buf);
+  fflush(stderr);
+}
+
+static long long now_ms(int clock) {
+  struct timespec ts;
+  clock_gettime(clock, &ts);
+  return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void usage(const char *msg) {
+  logmsg("%s", msg);
+  fprintf(stderr,
+          "usage: vmm-shim --state-file PATH --exit-file PATH [--ready-file PATH "
+          "--ready-timeout-ms N] [--sidecar-wait-path PATH] [--sidecar-log PATH] "
+          "[--sidecar ARG...] --vmm ARG...\n");
+  exit(2);
+}
+
+static void parse_args(int argc, char **argv) {
+  int i = 1;
+  while (i < argc) {
+    const char *a = argv[i];
+    if (strcmp(a, "--vmm") == 0) {
+      if (i + 1 >= argc) usage("--vmm needs a command");
+      opt.vmm_argv = &argv[i + 1];
+      return;
+    }
+    if (strcmp(a, "--sidecar") == 0) {
+      int j = i + 1;
+      while (j < argc && strcmp(argv[j], "--vmm") != 0) j++;
+      if (j == i + 1) usage("--sidecar needs a command");
+      if (j >= argc) usage("--sidecar must be followed by --vmm");
+      argv[j] = NULL; /* terminates the sidecar's argv in place */
+      opt.sidecar_argv = &argv[i + 1];
+      if (j + 1 >= argc) usage("--vmm needs a command");
+      opt.vmm_argv = &argv[j + 1];
+      return;
+    }
+    if (i + 1 >= argc) usage("option needs a value");
+    const char *v = argv[i + 1];
+    if (strcmp(a, "--state-file") == 0) opt.state_file = v;
+    else if (strcmp(a, "--exit-file") == 0) opt.exit_file = v;
+    else if (strcmp(a, "--ready-file") == 0) opt.ready_file = v;
+    else if (strcmp(a, "--sidecar-wait-path") == 0) opt.sidecar_wait_path = v;
+    else if (strcmp(a, "--sidecar-log") == 0) opt.sidecar_log = v;
+    else if (strcmp(a, "--ready-timeout-ms") == 0) {
+      char *end;
+      errno = 0;
+      opt.ready_timeout_ms = strtol(v, &end, 10);
+      if (errno != 0 || *end != '\0' || end == v || opt.ready_timeout_ms < 0)
+        usage("--ready-timeout-ms must be a non-negative integer");
+    } else {
+      usage("unknown option");
+    }
+    i += 2;
+  }
+  usage("--vmm is required");
+}
+
+/* Writes `data` to `path` so readers see the old content or the new one, never a torn one. */
+static int write_atomic(const char *path, const char *data) {
+  char tmp[4096];
+  if (snprintf(tmp, sizeof tmp, "%s.%d.tmp", path, (int)getpid()) >= (int)sizeof tmp) {
+    logmsg("path too long: %s", path);
+    return -1;
+  }
+  int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) {
+    logmsg("cannot create %s: %s", tmp, strerror(errno));
+    return -1;
+  }
+  size_t len = strlen(data), off = 0;
+  while (off < len) {
+    ssize_t n = write(fd, data + off, len - off);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      logmsg("cannot write %s: %s", tmp, strerror(errno));
+      close(fd);
+      unlink(tmp);
+      return -1;
+    }
+    off += (size_t)n;
+  }
+  if (fsync(fd) != 0 || close(fd) != 0 || rename(tmp, path) != 0) {
+    logmsg("cannot commit %s: %s", path, strerror(errno));
+    unlink(tmp);
+    return -1;
+  }
+  return 0;
+}
+
+/* Appends `s` as a JSON string literal; reasons may carry paths and strerror text. */
+static void json_str(char *out, size_t cap, const char *s) {
+  size_t o = strlen(out);
+  if (o + 2 >= cap) return;
+  out[o++] = '"';
+  for (; *s && o + 8 < cap; s++) {
+    unsigned char c = (unsigned char)*s;
+    if (c == '"' || c == '\\') {
+      out[o++] = '\\';
+      out[o++] = (char)c;
+    } else if (c < 0x20) {
+      o += (size_t)snprintf(out + o, cap - o, "\\u%04x", c);
+    } else {
+      out[o++] = (char)c;
+    }
+  }
+  out[o++] = '"';
+  out[o] = '\0';
+}
+
+static void json_status(char *out, size_t cap, const struct child *c) {
+  size_t o = strlen(out);
+  if (c->pid <= 0 || !c->exited) {
+    snprintf(out + o, cap - o, "null");
+  } else if (WIFEXITED(c->status)) {
+    snprintf(out + o, cap - o, "{\"exitCode\":%d,\"signal\":null}", WEXITSTATUS(c->status));
+  } else {
+    snprintf(out + o, cap - o, "{\"exitCode\":null,\"signal\":%d}", WTERMSIG(c->status));
+  }
+}
+
+static int write_exit_file(const struct child *vmm, const struct child *sidecar,
+                           const char *reason, int stop_requested) {
+  char buf[8192] = "{\"vmm\":";
+  json_status(buf, sizeof buf, vmm);
+  strncat(buf, ",\"sidecar\":", sizeof buf - strlen(buf) - 1);
+  json_status(buf, sizeof buf, sidecar);
+  strncat(buf, ",\"reason\":", sizeof buf - strlen(buf) - 1);
+  json_str(buf, sizeof buf, reason);
+  size_t o = strlen(buf);
+  snprintf(buf + o, sizeof buf - o, ",\"stopRequested\":%s,\"atMs\":%lld}\n",
+           stop_requested ? "true" : "false", now_ms(CLOCK_REALTIME));
+  return write_atomic(opt.exit_file, buf);
+}
+
+static void describe(char *out, size_t cap, const char *who, int status) {
+  if (WIFEXITED(status))
+    snprintf(out, cap, "%s exited with code %d", who, WEXITSTATUS(status));
+  else
+    snprintf(out, cap, "%s killed by signal %d", who, WTERMSIG(status));
+}
+
+/*
+ * Forks and execs argv. A close-on-exec pipe carries the child's exec errno back, so a
+ * missing binary is reported as such instead of as a puzzling "exited with code 127".
+ */
+static pid_t spawn_child(char **argv, int out_fd, char *err, size_t errcap) {
+  int pfd[2];
+  if (pipe2(pfd, O_CLOEXEC) != 0) {
+    snprintf(err, errcap, "pipe: %s", strerror(errno));
+    return -1;
+  }
+  pid_t parent = getpid();
+  pid_t pid = fork();
+  if (pid < 0) {
+    snprintf(err, errcap, "fork: %s", strerror(errno));
+    close(pfd[0]);
+    close(pfd[1]);
+    return -1;
+  }
+  if (pid == 0) {
+    close(pfd[0]);
+    int e = 0;
+    if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0) e = errno;
+    /* The shim may have died between fork() and prctl(): then nothing would kill us. */
+    if (getppid() != parent) _exit(1);
+    if (e == 0 && out_fd >= 0 && (dup2(out_fd, 1) < 0 || dup2(out_fd, 2) < 0)) e = errno;
+    if (e == 0) {
+      signal(SIGHUP, SIG_DFL);
+      signal(SIGPIPE, SIG_DFL);
+      sigprocmask(SIG_SETMASK, &orig_mask, NULL);
+      execvp(argv[0], argv);
+      e = errno;
+    }
+    ssize_t w = write(pfd[1], &e, sizeof e);
+    (void)w;
+    _exit(127);
+  }
+  close(pfd[1]);
+  int child_errno = 0;
+  ssize_t n;
+  do n = read(pfd[0], &child_errno, sizeof child_errno);
+  while (n < 0 && errno == EINTR);
+  close(pfd[0]);
+  if (n > 0) {
+    waitpid(pid, NULL, 0);
+    snprintf(err, errcap, "cannot run %s: %s", argv[0], strerror(child_errno));
+    return -1;
+  }
+  return pid;
+}
+
+/* Reaps whichever of our children exited. */
+static void reap(struct child *a, struct child *b) {
+  struct child *cs[2] = {a, b};
+  for (int i = 0; i < 2; i++) {
+    struct child *c = cs[i];
+    if (c->pid <= 0 || c->exited) continue;
+    int st;
+    pid_t r;
+    do r = waitpid(c->pid, &st, WNOHANG);
+    while (r < 0 && errno == EINTR);
+    if (r == c->pid) {
+      c->exited = 1;
+      c->status = st;
+    }
+  }
+}
+
+/* Sleeps until a signal arrives or `ms` pass; returns the signal number or 0. */
+static int wait_signal(const sigset_t *set, long long ms) {
+  if (ms < 0) ms = 0;
+  struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000};
+  int sig = sigtimedwait(set, NULL, &ts);
+  return sig < 0 ? 0 : sig;
+}
+
+/* SIGTERM, then SIGKILL after the grace period; always reaps. */
+static void stop_child(struct child *c, struct child *other, const sigset_t *set) {
+  if (c->pid <= 0 || c->exited) return;
+  kill(c->pid, SIGTERM);
+  long long deadline = now_ms(CLOCK_MONOTONIC) + SIDECAR_GRACE_MS;
+  for (;;) {
+    reap(c, other);
+    if (c->exited) return;
+    long long left = deadline - now_ms(CLOCK_MONOTONIC);
+    if (left <= 0) break;
+    wait_signal(set, left < 10 ? left : 10);
+  }
+  kill(c->pid, SIGKILL);
+  int st;
+  while (waitpid(c->pid, &st, 0) < 0 && errno == EINTR) {
+  }
+  c->exited = 1;
+  c->status = st;
+}
+
+static void kill_and_reap(struct child *c) {
+  if (c->pid <= 0 || c->exited) return;
+  kill(c->pid, SIGKILL);
+  int st;
+  while (waitpid(c->pid, &st, 0) < 0 && errno == EINTR) {
+  }
+  c->exited = 1;
+  c->status = st;
+}
+
+/* Field 22 of /proc/<pid>/stat: the start time, which tells a live VMM from a reused pid. */
+static int read_start_time(pid_t pid, char *out, size_t cap) {
+  char path[64], buf[4096];
+  snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return -1;
+  ssize_t n = read(fd, buf, sizeof buf - 1);
+  close(fd);
+  if (n <= 0) return -1;
+  buf[n] = '\0';
+  /* comm (field 2) may contain spaces and parentheses: count from the last ')'. */
+  char *p = strrchr(buf, ')');
+  if (p == NULL) return -1;
+  p++;
+  for (int field = 3; field <= 22; field++) {
+    while (*p == ' ') p++;
+    char *start = p;
+    while (*p && *p != ' ') p++;
+    if (field == 22) {
+      size_t len = (size_t)(p - start);
+      if (len == 0 || len >= cap) return -1;
+      memcpy(out, start, len);
+      out[len] = '\0';
+      return 0;
+    }
+  }
+  return -1;
+}
+
+static int start_failed(struct child *vmm, struct child *sidecar, const char *reason) {
+  logmsg("%s", reason);
+  kill_and_reap(sidecar);
+  write_exit_file(vmm, sidecar, reason, 0);
+  return 1;
+}
+
+int main(int argc, char **argv) {
+  parse_args(argc, argv);
+  if (opt.state_file == NULL || opt.exit_file == NULL)
+    usage("--state-file and --exit-file are required");
+  if ((opt.ready_file == NULL) != (opt.ready_timeout_ms < 0))
+    usage("--ready-file and --ready-timeout-ms go together");
+  if (opt.sidecar_wait_path != NULL && opt.sidecar_argv == NULL)
+    usage("--sidecar-wait-path needs --sidecar");
+
+  /* Signals are taken synchronously with sigtimedwait, so there are no handler races. */
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGCHLD);
+  sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGINT);
+  sigprocmask(SIG_BLOCK, &set, &orig_mask);
+  signal(SIGHUP, SIG_IGN);
+  signal(SIGPIPE, SIG_IGN);
+
+  struct child sidecar = {.name = "vsock sidecar", .pid = -1};
+  struct child vmm = {.name = "vmm", .pid = -1};
+  char reason[2048] = "", err[1024];
+  int stop_requested = 0;
+
+  if (opt.sidecar_argv != NULL) {
+    int log_fd = -1;
+    if (opt.sidecar_log != NULL) {
+      log_fd = open(opt.sidecar_log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+      if (log_fd < 0) {
+        snprintf(reason, sizeof reason, "cannot open sidecar log %s: %s", opt.sidecar_log,
+                 strerror(errno));
+        return start_failed(&vmm, &sidecar, reason);
+      }
+    }
+    sidecar.pid = spawn_child(opt.sidecar_argv, log_fd, err, sizeof err);
+    if (log_fd >= 0) close(log_fd);
+    if (sidecar.pid < 0) {
+      snprintf(reason, sizeof reason, "vsock sidecar failed to start: %s", err);
+      return start_failed(&vmm, &sidecar, reason);
+    }
+    logmsg("started vsock sidecar pid %d", (int)sidecar.pid);
+    if (opt.sidecar_wait_path != NULL) {
+      long long deadline = now_ms(CLOCK_MONOTONIC) + SIDECAR_WAIT_MS;
+      while (access(opt.sidecar_wait_path, F_OK) != 0) {
+        reap(&sidecar, &vmm);
+        if (sidecar.exited) {
+          describe(reason, sizeof reason, "vsock sidecar", sidecar.status);
+          return start_failed(&vmm, &sidecar, reason);
+        }
+        if (now_ms(CLOCK_MONOTONIC) >= deadline) {
+          snprintf(reason, sizeof reason, "vsock sidecar did not create %s within %d ms",
+                   opt.sidecar_wait_path, SIDECAR_WAIT_MS);
+          return start_failed(&vmm, &sidecar, reason);
+        }
+        int sig = wait_signal(&set, SIDECAR_POLL_MS);
+        if (sig == SIGTERM || sig == SIGINT) {
+          snprintf(reason, sizeof reason, "stopped (signal %d) before the vmm started", sig);
+          logmsg("%s", reason);
+          kill_and_reap(&sidecar);
+          write_exit_file(&vmm, &sidecar, reason, 1);
+          return 1;
+        }
+      }
+    }
+  }
+
+  vmm.pid = spawn_child(opt.vmm_argv, -1, err, sizeof err);
+  if (vmm.pid < 0) {
+    snprintf(reason, sizeof reason, "vmm failed to start: %s", err);
+    return start_failed(&vmm, &sidecar, reason);
+  }
+  long long vmm_started = now_ms(CLOCK_MONOTONIC);
+  logmsg("started vmm pid %d", (int)vmm.pid);
+
+  char start_time[64];
+  if (read_start_time(vmm.pid, start_time, sizeof start_time) != 0) {
+    /* Only possible if the VMM is already gone and reaped by nobody yet: fall through to
+       the watch loop, which will record how it ended. */
+    snprintf(start_time, sizeof start_time, "0");
+  }
+  char state[512];
+  char sidecar_pid[32] = "null";
+  if (sidecar.pid > 0) snprintf(sidecar_pid, sizeof sidecar_pid, "%d", (int)sidecar.pid);
+  snprintf(state, sizeof state,
+           "{\"shimPid\":%d,\"vmmPid\":%d,\"sidecarPid\":%s,\"vmmStartTime\":\"%s\"}\n",
+           (int)getpid(), (int)vmm.pid, sidecar_pid, start_time);
+  if (write_atomic(opt.state_file, state) != 0) {
+    /* The host cannot find the VMM without the state file: do not leave it running. */
+    kill_and_reap(&vmm);
+    return start_failed(&vmm, &sidecar, "cannot write the state file");
+  }
+
+  int watchdog_armed = opt.ready_file != NULL;
+  int vmm_killed = 0;
+  long long sidecar_seen_ms = -1;
+  for (;;) {
+    reap(&vmm, &sidecar);
+    if (vmm.exited) {
+      if (reason[0] == '\0') describe(reason, sizeof reason, "vmm", vmm.status);
+      break;
+    }
+    long long wait_ms = 60000;
+    if (sidecar.pid > 0 && sidecar.exited && !vmm_killed) {
+      /* A sidecar may exit because the VMM is already exiting (its vhost-user peer went
+         away): let the VMM's own exit win that race, so a clean poweroff reads as one. */
+      long long now = now_ms(CLOCK_MONOTONIC);
+      if (sidecar_seen_ms < 0) sidecar_seen_ms = now;
+      if (now - sidecar_seen_ms < SIDECAR_RACE_MS) {
+        wait_ms = SIDECAR_RACE_MS - (now - sidecar_seen_ms);
+      } else {
+        describe(reason, sizeof reason, "vsock sidecar", sidecar.status);
+        logmsg("%s; killing the vmm", reason);
+        kill(vmm.pid, SIGKILL);
+        vmm_killed = 1;
+        continue;
+      }
+    }
+    if (watchdog_armed && !vmm_killed) {
+      long long left = vmm_started + opt.ready_timeout_ms - now_ms(CLOCK_MONOTONIC);
+      if (left <= 0) {
+        watchdog_armed = 0;
+        if (access(opt.ready_file, F_OK) != 0) {
+          snprintf(reason, sizeof reason, "guest not ready within %ld ms", opt.ready_timeout_ms);
+          logmsg("%s; killing the vmm", reason);
+          kill(vmm.pid, SIGKILL);
+          vmm_killed = 1;
+        }
+        continue;
+      }
+      if (left < wait_ms) wait_ms = left;
+    }
+    int sig = wait_signal(&set, wait_ms);
+    if (sig == SIGTERM || sig == SIGINT) {
+      stop_requested = 1;
+      logmsg("got signal %d, sending SIGTERM to the vmm", sig);
+      kill(vmm.pid, SIGTERM);
+    }
+  }
+
+  logmsg("%s", reason);
+  stop_child(&sidecar, &vmm, &set);
+  if (write_exit_file(&vmm, &sidecar, reason, stop_requested) != 0) return 1;
+  return 0;
+}

@@ -1,0 +1,62 @@
+import type { Command } from "commander";
+import { doctor } from "../../host/doctor.js";
+import { setup } from "../../host/setup.js";
+import { listImages } from "../../images/store.js";
+import { formatSize } from "../../spec/size.js";
+import { age, printJson, printTable, progressRenderer } from "../render.js";
+
+export function registerHostCommands(program: Command): void {
+  program
+    .command("setup")
+    .description("install missing host packages (root), fetch vhost-device-vsock, build the default image")
+    .option("--refresh", "re-resolve packages from the archive even when cached")
+    .option("--json", "print the result as JSON")
+    .option("-q, --quiet", "no progress output")
+    .action(async (flags: { refresh?: boolean; json?: boolean; quiet?: boolean }) => {
+      const result = await setup({
+        refresh: flags.refresh === true,
+        onProgress: progressRenderer(flags.quiet !== true),
+      });
+      if (flags.json) return printJson(result);
+      if (result.installedPackages.length > 0) {
+        process.stdout.write(`installed: ${result.installedPackages.join(" ")}\n`);
+      }
+      process.stdout.write(
+        `vhost-device-vsock ${result.vhostDeviceVsock.version}: ${result.vhostDeviceVsock.path}\n` +
+          `image ${result.image.name} ${result.image.version} (${result.image.digest.slice(0, 19)})\n` +
+          "ready: try `corral run -- uname -a`\n",
+      );
+    });
+
+  program
+    .command("doctor")
+    .description("check every dependency and show which accelerator would be used and why")
+    .option("--json", "print JSON")
+    .action((flags: { json?: boolean }) => {
+      const report = doctor();
+      if (flags.json) printJson(report);
+      else {
+        for (const check of report.checks) {
+          process.stdout.write(`${check.ok ? "ok     " : "MISSING"} ${check.name}: ${check.detail}\n`);
+          if (check.fix !== undefined) process.stdout.write(`        fix: ${check.fix}\n`);
+        }
+        process.stdout.write(`accelerator: ${report.accelerator.accel} (${report.accelerator.reason})\n`);
+        process.stdout.write(`cache: ${report.dirs.cache}\nstate: ${report.dirs.state}\n`);
+      }
+      if (!report.ok) process.exitCode = 1;
+    });
+
+  const image = program.command("image").description("manage guest images");
+  image
+    .command("ls")
+    .description("list built images")
+    .option("--json", "print JSON")
+    .action((flags: { json?: boolean }) => {
+      const images = listImages();
+      if (flags.json) return printJson(images);
+      printTable(
+        ["NAME", "VERSION", "DIGEST", "SIZE", "CREATED"],
+        images.map((i) => [i.name, i.version, i.digest.slice(0, 19), formatSize(i.sizeBytes), age(i.createdAt)]),
+      );
+    });
+}

@@ -1,0 +1,167 @@
+import { closeSync, openSync, readSync, statSync } from "node:fs";
+import { setTimeout as sleep } from "node:timers/promises";
+import type { Command } from "commander";
+import { Manager, type VmInfo } from "../../core/manager.js";
+import { ACTIVE_STATES } from "../../core/record.js";
+import { formatSize } from "../../spec/size.js";
+import { parseIntFlag, specFromFlags, type VmFlags } from "../options.js";
+import { age, printJson, printTable } from "../render.js";
+import { addVmFlags } from "./run.js";
+
+function summary(vm: VmInfo) {
+  return {
+    name: vm.name,
+    id: vm.id,
+    state: vm.state,
+    reason: vm.reason,
+    cpus: vm.spec.cpus,
+    memoryMiB: vm.spec.memory,
+    image: `${vm.image.name}@${vm.image.digest.slice(0, 19)}`,
+    accel: vm.accel?.accel,
+    createdAt: vm.createdAt,
+    startedAt: vm.startedAt,
+    pids: vm.pids,
+  };
+}
+
+export function registerLifecycleCommands(program: Command): void {
+  const manager = () => new Manager();
+
+  addVmFlags(program.command("create").description("create a VM without starting it")).action(
+    async (flags: VmFlags) => {
+      const vm = await manager().create(specFromFlags(flags));
+      process.stdout.write(`${vm.name}\n`);
+    },
+  );
+
+  program
+    .command("start")
+    .description("boot a VM and wait until its agent answers")
+    .argument("<name...>", "VM names")
+    .action(async (names: string[]) => {
+      const controller = new AbortController();
+      const onInt = () => controller.abort();
+      process.on("SIGINT", onInt);
+      try {
+        for (const name of names) {
+          await manager().start(name, { signal: controller.signal });
+          process.stdout.write(`${name}\n`);
+        }
+      } finally {
+        process.off("SIGINT", onInt);
+      }
+    });
+
+  program
+    .command("stop")
+    .description("stop a VM gracefully (ACPI power button), killing it after --timeout")
+    .argument("<name...>", "VM names")
+    .option("-t, --timeout <seconds>", "seconds to wait before killing", "10")
+    .action(async (names: string[], flags: { timeout: string }) => {
+      const timeoutMs = parseIntFlag(flags.timeout, "--timeout", 0, 3600) * 1000;
+      for (const name of names) {
+        await manager().stop(name, { timeoutMs });
+        process.stdout.write(`${name}\n`);
+      }
+    });
+
+  program
+    .command("kill")
+    .description("kill a VM immediately")
+    .argument("<name...>", "VM names")
+    .action(async (names: string[]) => {
+      for (const name of names) {
+        await manager().kill(name);
+        process.stdout.write(`${name}\n`);
+      }
+    });
+
+  program
+    .command("rm")
+    .description("remove VMs and everything they own")
+    .argument("<name...>", "VM names")
+    .option("-f, --force", "kill running VMs first")
+    .action(async (names: string[], flags: { force?: boolean }) => {
+      for (const name of names) {
+        await manager().remove(name, { force: flags.force === true });
+        process.stdout.write(`${name}\n`);
+      }
+    });
+
+  program
+    .command("ls")
+    .alias("ps")
+    .description("list VMs")
+    .option("--json", "print JSON")
+    .action(async (flags: { json?: boolean }) => {
+      const vms = await manager().list();
+      if (flags.json) return printJson(vms.map(summary));
+      printTable(
+        ["NAME", "STATE", "CPUS", "MEMORY", "ACCEL", "CREATED", "REASON"],
+        vms.map((vm) => [
+          vm.name,
+          vm.state,
+          String(vm.spec.cpus),
+          formatSize(vm.spec.memory * 1024 * 1024),
+          vm.accel?.accel ?? "-",
+          age(vm.createdAt),
+          vm.state === "failed" ? (vm.reason ?? "") : "",
+        ]),
+      );
+    });
+
+  program
+    .command("inspect")
+    .description("show everything corral knows about a VM (JSON)")
+    .argument("<name>", "VM name")
+    .action(async (name: string) => {
+      const vm = await manager().inspect(name);
+      printJson({ ...vm, paths: vm.paths });
+    });
+
+  program
+    .command("logs")
+    .description("print a VM's serial console")
+    .argument("<name>", "VM name")
+    .option("-f, --follow", "keep printing while the VM runs")
+    .action(async (name: string, flags: { follow?: boolean }) => {
+      const mgr = manager();
+      const path = mgr.serialLogPath(name);
+      let offset = 0;
+      for (;;) {
+        offset = copyFrom(path, offset);
+        if (!flags.follow) return;
+        const vm = await mgr.inspect(name);
+        if (!ACTIVE_STATES.includes(vm.state)) {
+          copyFrom(path, offset);
+          return;
+        }
+        await sleep(200);
+      }
+    });
+}
+
+/** Copies the log from `offset` to stdout; returns the new offset. */
+function copyFrom(path: string, offset: number): number {
+  let size: number;
+  try {
+    size = statSync(path).size;
+  } catch {
+    return offset;
+  }
+  if (size < offset) offset = 0; // the log was truncated by a restart
+  if (size === offset) return offset;
+  const fd = openSync(path, "r");
+  try {
+    const buf = Buffer.alloc(64 * 1024);
+    while (offset < size) {
+      const n = readSync(fd, buf, 0, Math.min(buf.length, size - offset), offset);
+      if (n <= 0) break;
+      process.stdout.write(buf.subarray(0, n));
+      offset += n;
+    }
+  } finally {
+    closeSync(fd);
+  }
+  return offset;
+}

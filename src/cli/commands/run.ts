@@ -1,0 +1,125 @@
+import { constants } from "node:os";
+import type { Command } from "commander";
+import { Manager } from "../../core/manager.js";
+import { runInVm } from "../../core/run.js";
+import { collect, specFromFlags, type VmFlags } from "../options.js";
+import { parseEnvPairs } from "../../spec/schema.js";
+import { CorralError } from "../../errors.js";
+
+export function addVmFlags(command: Command): Command {
+  return command
+    .option("--name <name>", "VM name (default: generated)")
+    .option("--cpus <n>", "virtual CPUs (default 1)")
+    .option("--memory <size>", "guest memory, e.g. 512M or 2G (default 256M)")
+    .option("--env <KEY=VALUE>", "environment for commands (repeatable)", collect)
+    .option("--accel <accel>", "auto | kvm | hvf | tcg (default auto)")
+    .option("--machine <type>", "q35 | microvm (default q35)")
+    .option("--kernel-arg <arg>", "extra kernel command-line parameter (repeatable)", collect)
+    .option("--ready-timeout <seconds>", "seconds the guest gets to answer before it is killed");
+}
+
+function notices(debug: boolean) {
+  return new Manager({
+    onEvent: (event) => {
+      if (event.type === "notice") process.stderr.write(`corral: ${event.message}\n`);
+      else if (debug) process.stderr.write(`corral: ${event.name} -> ${event.state}\n`);
+    },
+  });
+}
+
+/** Ctrl-C aborts the operation (the library then kills what it started); a second one exits. */
+function abortOnInterrupt(): { signal: AbortSignal; dispose: () => void } {
+  const controller = new AbortController();
+  let count = 0;
+  const handler = () => {
+    count++;
+    if (count === 1) controller.abort(new CorralError("INTERNAL", "interrupted"));
+    else process.exit(130);
+  };
+  process.on("SIGINT", handler);
+  process.on("SIGTERM", handler);
+  return {
+    signal: controller.signal,
+    dispose: () => {
+      process.off("SIGINT", handler);
+      process.off("SIGTERM", handler);
+    },
+  };
+}
+
+export function registerRunCommands(program: Command): void {
+  addVmFlags(
+    program
+      .command("run")
+      .description("run a command in a fresh VM: create, boot, exec, stop (and remove with --rm)")
+      .argument("<command...>", "command and arguments (put them after --)")
+      .option("--rm", "remove the VM when the command ends")
+      .option("-i, --interactive", "pass stdin to the command")
+      .option("-w, --workdir <dir>", "working directory in the guest")
+      .option("-u, --user <user>", "user (name or uid[:gid]) in the guest")
+      .passThroughOptions(),
+  ).action(async (argv: string[], flags: VmFlags & { rm?: boolean; interactive?: boolean; workdir?: string; user?: string }) => {
+    const debug = program.opts().debug === true;
+    const interrupt = abortOnInterrupt();
+    try {
+      const result = await runInVm(notices(debug), {
+        spec: specFromFlags(flags),
+        argv,
+        cwd: flags.workdir,
+        user: flags.user,
+        stdin: flags.interactive ? process.stdin : undefined,
+        stdout: process.stdout,
+        stderr: process.stderr,
+        rm: flags.rm === true,
+        signal: interrupt.signal,
+      });
+      process.exitCode = result.status;
+    } catch (err) {
+      if (interrupt.signal.aborted) {
+        process.stderr.write("corral: interrupted; the VM was stopped\n");
+        process.exitCode = 130;
+        return;
+      }
+      throw err;
+    } finally {
+      interrupt.dispose();
+      if (flags.interactive) process.stdin.destroy();
+    }
+  });
+
+  program
+    .command("exec")
+    .description("run a command in a running VM")
+    .argument("<name>", "VM name")
+    .argument("<command...>", "command and arguments (put them after --)")
+    .option("-i, --interactive", "pass stdin to the command")
+    .option("-w, --workdir <dir>", "working directory in the guest")
+    .option("-u, --user <user>", "user (name or uid[:gid]) in the guest")
+    .option("--env <KEY=VALUE>", "environment for the command (repeatable)", collect)
+    .option("--timeout <seconds>", "kill the command after this many seconds")
+    .passThroughOptions()
+    .action(async (name: string, argv: string[], flags: { interactive?: boolean; workdir?: string; user?: string; env?: string[]; timeout?: string }) => {
+      const manager = notices(program.opts().debug === true);
+      const agent = await manager.agent(name);
+      const proc = agent.exec({
+        argv,
+        env: flags.env === undefined ? undefined : parseEnvPairs(flags.env),
+        cwd: flags.workdir,
+        user: flags.user,
+        timeoutMs: flags.timeout === undefined ? undefined : Number(flags.timeout) * 1000,
+        stdin: flags.interactive ? process.stdin : undefined,
+      });
+      const forward = () => proc.kill("SIGINT");
+      process.on("SIGINT", forward);
+      try {
+        proc.stdout.pipe(process.stdout, { end: false });
+        proc.stderr.pipe(process.stderr, { end: false });
+        const result = await proc.result;
+        const signo = result.signal === null ? 0 : (constants.signals[result.signal as NodeJS.Signals] ?? 0);
+        process.exitCode = result.exitCode ?? 128 + signo;
+      } finally {
+        process.off("SIGINT", forward);
+        if (flags.interactive) process.stdin.destroy();
+      }
+    });
+}

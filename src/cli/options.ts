@@ -1,0 +1,42 @@
+/** Turns CLI flag strings into spec fields; every error names the flag. */
+import { CorralError } from "../errors.js";
+import { parseEnvPairs, type VmSpecInput } from "../spec/schema.js";
+
+export interface VmFlags {
+  name?: string;
+  cpus?: string;
+  memory?: string;
+  env?: string[];
+  accel?: string;
+  machine?: string;
+  kernelArg?: string[];
+  readyTimeout?: string;
+}
+
+export function collect(value: string, previous: string[] | undefined): string[] {
+  return [...(previous ?? []), value];
+}
+
+export function parseIntFlag(value: string, flag: string, min: number, max: number): number {
+  if (!/^\d+$/.test(value) || Number(value) < min || Number(value) > max) {
+    throw new CorralError("INVALID_ARGUMENT", `${flag}: "${value}" is not a whole number from ${min} to ${max}`, {
+      hint: `e.g. ${flag} ${min === 0 ? 10 : min}`,
+    });
+  }
+  return Number(value);
+}
+
+export function specFromFlags(flags: VmFlags): Partial<VmSpecInput> {
+  const spec: Partial<VmSpecInput> = {};
+  if (flags.name !== undefined) spec.name = flags.name;
+  if (flags.cpus !== undefined) spec.cpus = parseIntFlag(flags.cpus, "--cpus", 1, 64);
+  if (flags.memory !== undefined) spec.memory = flags.memory;
+  if (flags.env !== undefined) spec.env = parseEnvPairs(flags.env);
+  if (flags.accel !== undefined) spec.accel = flags.accel as VmSpecInput["accel"];
+  if (flags.machine !== undefined) spec.machine = flags.machine as VmSpecInput["machine"];
+  if (flags.kernelArg !== undefined) spec.cmdline = flags.kernelArg;
+  if (flags.readyTimeout !== undefined) {
+    spec.readyTimeoutMs = parseIntFlag(flags.readyTimeout, "--ready-timeout", 1, 600) * 1000;
+  }
+  return spec;
+}

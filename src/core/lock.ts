@@ -1,0 +1,52 @@
+/**
+ * A per-VM lock file so two CLI processes can't corrupt one VM. Holds "pid starttime"; a lock
+ * whose holder is gone (crashed CLI) is taken over.
+ */
+import { openSync, closeSync, readFileSync, rmSync, writeSync } from "node:fs";
+import { setTimeout as sleep } from "node:timers/promises";
+import { CorralError } from "../errors.js";
+import { isAlive, processStartTime } from "./process.js";
+
+export type Release = () => void;
+
+export async function acquireLock(
+  path: string,
+  what: string,
+  timeoutMs = 30_000,
+): Promise<Release> {
+  const deadline = Date.now() + timeoutMs;
+  const me = `${process.pid} ${processStartTime(process.pid) ?? ""}`;
+  for (;;) {
+    try {
+      const fd = openSync(path, "wx", 0o600);
+      writeSync(fd, me);
+      closeSync(fd);
+      return () => rmSync(path, { force: true });
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== "EEXIST") throw err;
+    }
+    if (holderIsGone(path)) {
+      rmSync(path, { force: true });
+      continue;
+    }
+    if (Date.now() > deadline) {
+      throw new CorralError("VM_LOCKED", `${what} is busy: another corral command holds its lock`, {
+        hint: `wait for the other command to finish; if none is running, remove ${path}`,
+      });
+    }
+    await sleep(20);
+  }
+}
+
+function holderIsGone(path: string): boolean {
+  let content: string;
+  try {
+    content = readFileSync(path, "utf8");
+  } catch {
+    return false; // released meanwhile: the next openSync decides
+  }
+  const [pidText, startTime] = content.split(" ");
+  const pid = Number(pidText);
+  if (!Number.isInteger(pid) || pid <= 0) return content.length > 0;
+  return !isAlive(pid, startTime === "" ? undefined : startTime);
+}

@@ -1,0 +1,461 @@
+/**
+ * The Manager: lifecycle of VMs (create, start, stop, kill, rm, exec) on top of one Driver.
+ * Stateless between calls: every method reads the instance directory, reconciles it with
+ * the live processes, acts under the VM's lock, and writes the record back atomically.
+ */
+import { randomBytes } from "node:crypto";
+import { existsSync, mkdirSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import { setTimeout as sleep } from "node:timers/promises";
+import { chooseAccelerator } from "../drivers/qemu/accel.js";
+import { AGENT_VSOCK_PORT } from "../drivers/qemu/args.js";
+import { QemuDriver } from "../drivers/qemu/driver.js";
+import type { Driver, VmContext } from "../drivers/driver.js";
+import { CorralError, isCorralError } from "../errors.js";
+import { buildVmmShim } from "../host/vmm-shim-binary.js";
+import { findDefaultImage } from "../images/default-image.js";
+import type { ImageInfo } from "../images/image-info.js";
+import { AgentClient } from "../protocols/agent/client.js";
+import { connectVsock } from "../protocols/hybrid-vsock/connect.js";
+import { type VmSpec, type VmSpecInput, parseSpec } from "../spec/schema.js";
+import { ensurePrivateDir, instancePaths, type InstancePaths, vmsRoot } from "./layout.js";
+import { acquireLock } from "./lock.js";
+import { isAlive, signalProcess } from "./process.js";
+import { reconcile, releaseResources } from "./reconcile.js";
+import { ACTIVE_STATES, readRecord, type VmRecord, type VmState, writeRecord } from "./record.js";
+import { serialTail } from "./serial-tail.js";
+import { launchShim, readShimState, readVmmExit } from "./shim.js";
+
+export type ManagerEvent =
+  | { type: "state"; name: string; state: VmState; reason?: string }
+  | { type: "notice"; message: string };
+
+export interface ManagerOptions {
+  driver?: Driver;
+  onEvent?: (event: ManagerEvent) => void;
+}
+
+export interface VmInfo extends VmRecord {
+  pids?: { shim: number; vmm: number; sidecar: number | null };
+  paths: InstancePaths;
+}
+
+export interface StopOptions {
+  /** Milliseconds to wait for a graceful shutdown before killing. */
+  timeoutMs?: number;
+}
+
+const GUEST_CID = 3; // the sidecar is per VM, so CIDs need not be unique across VMs
+const SHIM_REPORT_TIMEOUT_MS = 10_000;
+const AGENT_RETRY_MS = 5;
+
+export class Manager {
+  private readonly driver: Driver;
+  private readonly emit: (event: ManagerEvent) => void;
+
+  constructor(options: ManagerOptions = {}) {
+    this.driver = options.driver ?? new QemuDriver();
+    this.emit = options.onEvent ?? (() => {});
+  }
+
+  /** Validates the spec and records a stopped VM. Nothing is left behind when it fails. */
+  async create(input: Partial<VmSpecInput>): Promise<VmInfo> {
+    const spec = parseSpec({ ...input, name: input.name ?? generateName() });
+    this.driver.validate(spec);
+    const image = resolveImage(spec);
+    mkdirSync(vmsRoot(), { recursive: true, mode: 0o700 });
+    const id = randomBytes(6).toString("hex");
+    const paths = instancePaths(spec.name, id);
+    try {
+      mkdirSync(paths.dir, { mode: 0o700 });
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === "EEXIST") {
+        throw new CorralError("VM_EXISTS", `a VM named "${spec.name}" already exists`, {
+          hint: `choose another --name, or remove it with "corral rm -f ${spec.name}"`,
+        });
+      }
+      throw err;
+    }
+    try {
+      const record: VmRecord = {
+        version: 1,
+        id,
+        name: spec.name,
+        spec,
+        state: "stopped",
+        reason: "created",
+        image: {
+          name: image.name,
+          version: image.version,
+          digest: image.digest,
+          kernel: image.kernel,
+          initrd: image.initrd,
+          cmdline: image.cmdline,
+        },
+        guestCid: GUEST_CID,
+        desired: "stopped",
+        createdAt: new Date().toISOString(),
+      };
+      writeRecord(paths.config, record);
+      return this.info(record, paths);
+    } catch (err) {
+      rmSync(paths.dir, { recursive: true, force: true });
+      throw err;
+    }
+  }
+
+  /** Boots the VM and waits until its agent answers. A VM that never answers is killed. */
+  async start(name: string, options: { signal?: AbortSignal } = {}): Promise<VmInfo> {
+    const { paths } = this.load(name);
+    const release = await acquireLock(paths.lock, `VM "${name}"`);
+    try {
+      const current = reconcile(readRecord(paths.config, name), paths);
+      if (ACTIVE_STATES.includes(current.state)) {
+        throw new CorralError("VM_STATE", `VM "${name}" is already ${current.state}`, {
+          hint: `stop it first with "corral stop ${name}"`,
+        });
+      }
+      return await this.boot(current, paths, options.signal);
+    } finally {
+      release();
+    }
+  }
+
+  private async boot(record: VmRecord, paths: InstancePaths, signal?: AbortSignal): Promise<VmInfo> {
+    const accel = chooseAccelerator(record.spec.accel);
+    if (record.spec.accel === "auto" && accel.accel === "tcg") {
+      this.emit({ type: "notice", message: `using TCG software emulation: ${accel.reason}` });
+    }
+    const image = imageFromRecord(record);
+    const vm: VmContext = {
+      id: record.id,
+      spec: record.spec,
+      paths,
+      image,
+      accel: accel.accel,
+      guestCid: record.guestCid,
+    };
+    // Stale files of a previous run would be taken for this one.
+    for (const file of [paths.shimState, paths.exitFile, paths.readyFile, paths.serialLog]) {
+      rmSync(file, { force: true });
+    }
+    rmSync(paths.runDir, { recursive: true, force: true });
+    ensurePrivateDir(paths.runDir);
+
+    const plan = await this.driver.plan(vm);
+    const shimPath = await buildVmmShim();
+    let state: VmRecord = {
+      ...record,
+      state: "starting",
+      reason: undefined,
+      accel,
+      desired: "running",
+      startedAt: new Date().toISOString(),
+      readyAt: undefined,
+      stoppedAt: undefined,
+    };
+    this.save(state, paths);
+    try {
+      launchShim({
+        shimPath,
+        plan,
+        paths,
+        // The shim's watchdog is the backstop if this process dies mid-boot.
+        readyTimeoutMs: record.spec.readyTimeoutMs + 5_000,
+      });
+      await this.waitForShim(paths, signal);
+      await this.driver.afterLaunch(vm, signal);
+      state = { ...state, state: "running" };
+      this.save(state, paths);
+      await this.waitForAgent(state, paths, signal);
+      writeFileSync(paths.readyFile, "");
+      state = { ...state, state: "ready", readyAt: new Date().toISOString() };
+      this.save(state, paths);
+      return this.info(state, paths);
+    } catch (err) {
+      const exit = readVmmExit(paths);
+      releaseResources(paths);
+      const aborted = signal?.aborted === true;
+      const reason = aborted
+        ? "start interrupted"
+        : (exit?.reason ?? (err instanceof Error ? err.message : String(err)));
+      this.save(
+        {
+          ...state,
+          state: aborted ? "stopped" : "failed",
+          desired: "stopped",
+          reason,
+          stoppedAt: new Date().toISOString(),
+        },
+        paths,
+      );
+      if (aborted || isCorralError(err, "NOT_READY")) throw err;
+      const tail = serialTail(paths.serialLog);
+      throw new CorralError("VM_FAILED", `VM "${record.name}" failed to start: ${reason}`, {
+        hint: tail === "" ? `see ${paths.shimLog}` : `last lines of the serial console:\n${tail}`,
+        cause: err,
+      });
+    }
+  }
+
+  private async waitForShim(paths: InstancePaths, signal?: AbortSignal): Promise<void> {
+    const deadline = Date.now() + SHIM_REPORT_TIMEOUT_MS;
+    for (;;) {
+      signal?.throwIfAborted();
+      if (readShimState(paths) !== undefined) return;
+      const exit = readVmmExit(paths);
+      if (exit !== undefined) throw new CorralError("VM_FAILED", exit.reason);
+      if (Date.now() > deadline) {
+        throw new CorralError("VM_FAILED", "the VMM shim did not report within 10 s");
+      }
+      await sleep(3);
+    }
+  }
+
+  private async waitForAgent(record: VmRecord, paths: InstancePaths, signal?: AbortSignal) {
+    const agent = agentFor(paths);
+    const deadline = Date.now() + record.spec.readyTimeoutMs;
+    for (;;) {
+      signal?.throwIfAborted();
+      const exit = readVmmExit(paths);
+      if (exit !== undefined) throw new CorralError("VM_FAILED", exit.reason);
+      try {
+        await agent.ping({ timeoutMs: 2_000 });
+        return;
+      } catch (err) {
+        if (!isCorralError(err, "VSOCK") && !isCorralError(err, "TIMEOUT")) throw err;
+      }
+      if (Date.now() > deadline) {
+        const tail = serialTail(paths.serialLog);
+        throw new CorralError(
+          "NOT_READY",
+          `VM "${record.name}" did not answer within ${record.spec.readyTimeoutMs / 1000} s; it was killed`,
+          {
+            hint:
+              tail === ""
+                ? "the guest printed nothing on its serial console"
+                : `last lines of the serial console:\n${tail}`,
+          },
+        );
+      }
+      await sleep(AGENT_RETRY_MS);
+    }
+  }
+
+  /** Graceful stop (ACPI power button), then SIGKILL after the timeout. */
+  async stop(name: string, options: StopOptions = {}): Promise<VmInfo> {
+    const { paths } = this.load(name);
+    const release = await acquireLock(paths.lock, `VM "${name}"`);
+    try {
+      let record = reconcile(readRecord(paths.config, name), paths);
+      if (!ACTIVE_STATES.includes(record.state)) return this.info(record, paths);
+      record = { ...record, state: "stopping", desired: "stopped", reason: "stopped by user" };
+      this.save(record, paths);
+      const timeoutMs = options.timeoutMs ?? 10_000;
+      if (timeoutMs > 0) {
+        try {
+          await this.driver.requestShutdown(this.context(record, paths));
+          await this.waitForExit(paths, timeoutMs);
+        } catch {
+          // fall through to the kill
+        }
+      }
+      return this.finishStop(record, paths, readVmmExit(paths) === undefined);
+    } finally {
+      release();
+    }
+  }
+
+  /** Immediate SIGKILL of the VMM. */
+  async kill(name: string): Promise<VmInfo> {
+    const { paths } = this.load(name);
+    const release = await acquireLock(paths.lock, `VM "${name}"`);
+    try {
+      let record = reconcile(readRecord(paths.config, name), paths);
+      if (!ACTIVE_STATES.includes(record.state)) return this.info(record, paths);
+      record = { ...record, state: "stopping", desired: "stopped", reason: "killed by user" };
+      this.save(record, paths);
+      return this.finishStop(record, paths, true);
+    } finally {
+      release();
+    }
+  }
+
+  private async finishStop(record: VmRecord, paths: InstancePaths, kill: boolean) {
+    if (kill) {
+      const shim = readShimState(paths);
+      if (shim !== undefined && isAlive(shim.vmmPid, shim.vmmStartTime)) {
+        signalProcess(shim.vmmPid, "SIGKILL");
+      }
+      await this.waitForExit(paths, 5_000).catch(() => {});
+    }
+    releaseResources(paths);
+    const next: VmRecord = { ...record, state: "stopped", stoppedAt: new Date().toISOString() };
+    this.save(next, paths);
+    return this.info(next, paths);
+  }
+
+  private async waitForExit(paths: InstancePaths, timeoutMs: number): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    while (readVmmExit(paths) === undefined) {
+      const shim = readShimState(paths);
+      if (shim !== undefined && !isAlive(shim.shimPid)) return;
+      if (Date.now() > deadline) throw new CorralError("TIMEOUT", "the VM did not stop in time");
+      await sleep(10);
+    }
+  }
+
+  /** Removes the VM and everything it owns. Refuses a running VM unless `force`. */
+  async remove(name: string, options: { force?: boolean } = {}): Promise<void> {
+    const { paths } = this.load(name);
+    const release = await acquireLock(paths.lock, `VM "${name}"`);
+    try {
+      const record = reconcile(readRecord(paths.config, name), paths);
+      if (ACTIVE_STATES.includes(record.state) && options.force !== true) {
+        throw new CorralError("VM_STATE", `VM "${name}" is ${record.state}`, {
+          hint: `stop it first with "corral stop ${name}", or use "corral rm -f ${name}"`,
+        });
+      }
+      releaseResources(paths);
+      await this.waitForShimGone(paths);
+    } finally {
+      release();
+    }
+    rmSync(paths.dir, { recursive: true, force: true });
+  }
+
+  private async waitForShimGone(paths: InstancePaths): Promise<void> {
+    const shim = readShimState(paths);
+    if (shim === undefined) return;
+    const deadline = Date.now() + 5_000;
+    while (isAlive(shim.shimPid) || isAlive(shim.vmmPid, shim.vmmStartTime)) {
+      if (Date.now() > deadline) return;
+      await sleep(10);
+    }
+  }
+
+  async inspect(name: string): Promise<VmInfo> {
+    const { record, paths } = this.load(name);
+    return this.info(reconcile(record, paths), paths);
+  }
+
+  async list(): Promise<VmInfo[]> {
+    let names: string[];
+    try {
+      names = readdirSync(vmsRoot()).sort();
+    } catch {
+      return [];
+    }
+    const infos: VmInfo[] = [];
+    for (const name of names) {
+      try {
+        infos.push(await this.inspect(name));
+      } catch (err) {
+        if (!isCorralError(err, "VM_NOT_FOUND")) throw err;
+      }
+    }
+    return infos;
+  }
+
+  /** An agent client for a ready VM. */
+  async agent(name: string): Promise<AgentClient> {
+    const { record, paths } = this.load(name);
+    const current = reconcile(record, paths);
+    if (current.state !== "ready") {
+      throw new CorralError("VM_STATE", `VM "${name}" is ${current.state}, not ready`, {
+        hint:
+          current.state === "failed"
+            ? `it failed: ${current.reason ?? "unknown reason"}; see "corral logs ${name}"`
+            : `start it with "corral start ${name}"`,
+      });
+    }
+    return agentFor(paths);
+  }
+
+  serialLogPath(name: string): string {
+    return this.load(name).paths.serialLog;
+  }
+
+  private load(name: string): { record: VmRecord; paths: InstancePaths } {
+    if (!/^[a-z0-9][a-z0-9_.-]{0,62}$/.test(name)) {
+      throw new CorralError("VM_NOT_FOUND", `no VM named "${name}"`, {
+        hint: 'list VMs with "corral ls"',
+      });
+    }
+    const probe = instancePaths(name, "000000000000");
+    if (!existsSync(probe.config)) {
+      throw new CorralError("VM_NOT_FOUND", `no VM named "${name}"`, {
+        hint: 'list VMs with "corral ls"',
+      });
+    }
+    const record = readRecord(probe.config, name);
+    return { record, paths: instancePaths(name, record.id) };
+  }
+
+  private context(record: VmRecord, paths: InstancePaths): VmContext {
+    return {
+      id: record.id,
+      spec: record.spec,
+      paths,
+      image: imageFromRecord(record),
+      accel: record.accel?.accel ?? "tcg",
+      guestCid: record.guestCid,
+    };
+  }
+
+  private save(record: VmRecord, paths: InstancePaths): void {
+    writeRecord(paths.config, record);
+    this.emit({ type: "state", name: record.name, state: record.state, reason: record.reason });
+  }
+
+  private info(record: VmRecord, paths: InstancePaths): VmInfo {
+    const shim = ACTIVE_STATES.includes(record.state) ? readShimState(paths) : undefined;
+    return {
+      ...record,
+      paths,
+      ...(shim === undefined
+        ? {}
+        : { pids: { shim: shim.shimPid, vmm: shim.vmmPid, sidecar: shim.sidecarPid } }),
+    };
+  }
+}
+
+function agentFor(paths: InstancePaths): AgentClient {
+  return new AgentClient(() =>
+    connectVsock(paths.vsockSocket, AGENT_VSOCK_PORT, { timeoutMs: 5_000 }),
+  );
+}
+
+function resolveImage(spec: VmSpec): ImageInfo {
+  if (spec.image !== "corral-default") {
+    throw new CorralError("IMAGE_NOT_FOUND", `image "${spec.image}" is not available`, {
+      hint: "only the built-in image corral-default can run for now",
+    });
+  }
+  const image = findDefaultImage();
+  if (image === undefined) {
+    throw new CorralError("IMAGE_NOT_FOUND", "the default guest image is not built yet", {
+      hint: 'run "corral setup" to build it',
+    });
+  }
+  return image;
+}
+
+function imageFromRecord(record: VmRecord): ImageInfo {
+  if (!existsSync(record.image.kernel) || !existsSync(record.image.initrd)) {
+    throw new CorralError("IMAGE_NOT_FOUND", `the image of VM "${record.name}" is gone from the cache`, {
+      hint: 'rebuild it with "corral setup", or recreate the VM',
+    });
+  }
+  return {
+    ...record.image,
+    dir: "",
+    kernelRelease: "",
+    createdAt: "",
+    sizeBytes: 0,
+    inputs: {},
+  };
+}
+
+function generateName(): string {
+  return `vm-${randomBytes(3).toString("hex")}`;
+}

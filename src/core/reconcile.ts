@@ -1,0 +1,58 @@
+/**
+ * Brings a VM's record in line with reality. VMs outlive the CLI, so any command may be the
+ * first to learn that a VMM died: it then records `failed` (or `stopped` when a stop was
+ * asked for), makes sure no sidecar survives, and removes the VM's sockets.
+ */
+import { readFileSync, rmSync } from "node:fs";
+import type { InstancePaths } from "./layout.js";
+import { isAlive, signalProcess } from "./process.js";
+import { ACTIVE_STATES, type VmRecord, writeRecord } from "./record.js";
+import { readShimState, readVmmExit } from "./shim.js";
+
+export function reconcile(record: VmRecord, paths: InstancePaths): VmRecord {
+  if (!ACTIVE_STATES.includes(record.state)) return record;
+  const shim = readShimState(paths);
+  const exit = readVmmExit(paths);
+  if (exit === undefined) {
+    if (shim === undefined) {
+      // The shim has not reported yet: a start is in progress (or died before it could).
+      return record;
+    }
+    if (isAlive(shim.vmmPid, shim.vmmStartTime)) return record;
+  }
+  const reason = exit?.reason ?? "the VMM and its shim disappeared without a trace";
+  const cleanExit = exit !== undefined && exit.vmm.exitCode === 0;
+  const stopped = record.desired === "stopped" || cleanExit;
+  const next: VmRecord = {
+    ...record,
+    state: stopped ? "stopped" : "failed",
+    reason: stopped && record.desired === "stopped" ? record.reason : reason,
+    stoppedAt: new Date(exit?.atMs ?? Date.now()).toISOString(),
+  };
+  releaseResources(paths);
+  writeRecord(paths.config, next);
+  return next;
+}
+
+/** Kills whatever this VM's shim still runs and removes its run-time files. */
+export function releaseResources(paths: InstancePaths): void {
+  const shim = readShimState(paths);
+  if (shim !== undefined) {
+    if (isAlive(shim.vmmPid, shim.vmmStartTime)) signalProcess(shim.vmmPid, "SIGKILL");
+    if (shim.sidecarPid !== null && isAlive(shim.sidecarPid)) {
+      // PDEATHSIG normally got it already; a live pid here may be reused, so check the name.
+      signalIfNamed(shim.sidecarPid, "vhost-device-vs");
+    }
+    if (isAlive(shim.shimPid)) signalIfNamed(shim.shimPid, "vmm-shim");
+  }
+  rmSync(paths.runDir, { recursive: true, force: true });
+  rmSync(paths.readyFile, { force: true });
+}
+
+function signalIfNamed(pid: number, comm: string): void {
+  try {
+    if (readFileSync(`/proc/${pid}/comm`, "utf8").trim() === comm) signalProcess(pid, "SIGKILL");
+  } catch {
+    // gone
+  }
+}

@@ -1,0 +1,74 @@
+/** The persisted record of one VM (vm.json), and its atomic read/write. */
+import { readFileSync } from "node:fs";
+import { z } from "zod";
+import { CorralError } from "../errors.js";
+import { specSchema } from "../spec/schema.js";
+import { writeFileAtomicSync } from "./atomic.js";
+
+export const VM_STATES = [
+  "creating",
+  "starting",
+  "running",
+  "ready",
+  "stopping",
+  "stopped",
+  "failed",
+] as const;
+export type VmState = (typeof VM_STATES)[number];
+
+/** States in which a VMM process should exist. */
+export const ACTIVE_STATES: readonly VmState[] = ["starting", "running", "ready", "stopping"];
+
+const recordSchema = z.object({
+  version: z.literal(1),
+  id: z.string().regex(/^[0-9a-f]{12}$/),
+  name: z.string(),
+  spec: specSchema,
+  state: z.enum(VM_STATES),
+  reason: z.string().optional(),
+  image: z.object({
+    name: z.string(),
+    version: z.string(),
+    digest: z.string(),
+    kernel: z.string(),
+    initrd: z.string(),
+    cmdline: z.string(),
+  }),
+  accel: z.object({ accel: z.enum(["kvm", "hvf", "tcg"]), reason: z.string() }).optional(),
+  guestCid: z.number().int(),
+  /** What the user last asked for; a VMM exit while "stopped" is desired is not a failure. */
+  desired: z.enum(["running", "stopped"]),
+  createdAt: z.string(),
+  startedAt: z.string().optional(),
+  readyAt: z.string().optional(),
+  stoppedAt: z.string().optional(),
+});
+
+export type VmRecord = z.output<typeof recordSchema>;
+
+export function readRecord(path: string, name: string): VmRecord {
+  let raw: string;
+  try {
+    raw = readFileSync(path, "utf8");
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === "ENOENT") {
+      throw new CorralError("VM_NOT_FOUND", `no VM named "${name}"`, {
+        hint: 'list VMs with "corral ls"',
+      });
+    }
+    throw err;
+  }
+  // The spec was validated when written; re-parsing the output form keeps defaults stable.
+  const parsed = recordSchema.safeParse(JSON.parse(raw));
+  if (!parsed.success) {
+    throw new CorralError("INTERNAL", `the record of VM "${name}" is unreadable (${path})`, {
+      hint: `remove it with "corral rm -f ${name}"`,
+      cause: parsed.error,
+    });
+  }
+  return parsed.data;
+}
+
+export function writeRecord(path: string, record: VmRecord): void {
+  writeFileAtomicSync(path, `${JSON.stringify(record, null, 2)}\n`, 0o600);
+}

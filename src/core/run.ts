@@ -1,0 +1,90 @@
+/**
+ * `run` = create + start + exec + stop (+ remove), the `docker run` of corral. The command is
+ * the VM's main process: when it ends the VM stops, and with `rm` it is removed. Aborting
+ * (Ctrl-C in the CLI) kills the command and the VM; nothing keeps running behind the user.
+ */
+import { constants } from "node:os";
+import type { Readable, Writable } from "node:stream";
+import { pipeline } from "node:stream/promises";
+import { isCorralError } from "../errors.js";
+import type { VmSpecInput } from "../spec/schema.js";
+import type { Manager, VmInfo } from "./manager.js";
+
+export interface RunOptions {
+  spec: Partial<VmSpecInput>;
+  argv: string[];
+  /** Environment for the command (the spec's env applies too). */
+  env?: Record<string, string>;
+  cwd?: string;
+  user?: string;
+  stdin?: Readable;
+  stdout: Writable;
+  stderr: Writable;
+  /** Remove the VM afterwards. */
+  rm?: boolean;
+  signal?: AbortSignal;
+  /** Called once the VM is ready (the CLI uses it for timing and names). */
+  onReady?: (vm: VmInfo) => void;
+}
+
+export interface RunResult {
+  name: string;
+  exitCode: number | null;
+  signal: string | null;
+  /** A shell-style status: the exit code, or 128 + signal number. */
+  status: number;
+}
+
+
+export async function runInVm(manager: Manager, options: RunOptions): Promise<RunResult> {
+  const vm = await manager.create(options.spec);
+  const name = vm.name;
+  let ready: VmInfo;
+  try {
+    ready = await manager.start(name, { signal: options.signal });
+  } catch (err) {
+    // run created this VM; one that never became ready is of no use to keep (the error
+    // carries the serial console's tail).
+    await manager.remove(name, { force: true }).catch(() => {});
+    throw err;
+  }
+  try {
+    options.onReady?.(ready);
+    const agent = await manager.agent(name);
+    const proc = agent.exec({
+      argv: options.argv,
+      env: { ...ready.spec.env, ...options.env },
+      cwd: options.cwd,
+      user: options.user,
+      stdin: options.stdin,
+    });
+    const onAbort = () => proc.kill("SIGKILL");
+    options.signal?.addEventListener("abort", onAbort, { once: true });
+    try {
+      const [result] = await Promise.all([
+        proc.result,
+        pipeline(proc.stdout, options.stdout, { end: false }),
+        pipeline(proc.stderr, options.stderr, { end: false }),
+      ]);
+      options.signal?.throwIfAborted();
+      const signo =
+        result.signal === null ? 0 : (constants.signals[result.signal as NodeJS.Signals] ?? 0);
+      const status = result.exitCode ?? 128 + signo;
+      return { name, exitCode: result.exitCode, signal: result.signal, status };
+    } finally {
+      options.signal?.removeEventListener("abort", onAbort);
+    }
+  } finally {
+    await finish(manager, name, options.rm === true);
+  }
+}
+
+async function finish(manager: Manager, name: string, rm: boolean): Promise<void> {
+  try {
+    // Nothing in the VM outlives the command with --rm, so there is nothing to shut down cleanly.
+    if (rm) await manager.remove(name, { force: true });
+    else await manager.stop(name, { timeoutMs: 5_000 });
+  } catch (err) {
+    if (!isCorralError(err, "VM_NOT_FOUND")) throw err;
+  }
+}

@@ -1,0 +1,80 @@
+/**
+ * Host side of the per-VM shim (native/vmm-shim.c): spawns it detached so the VM outlives
+ * the CLI, and reads what it reports (pids, and how the VMM exited).
+ */
+import { spawn } from "node:child_process";
+import { closeSync, openSync, readFileSync } from "node:fs";
+import { z } from "zod";
+import type { LaunchPlan } from "../drivers/driver.js";
+import type { InstancePaths } from "./layout.js";
+
+const shimStateSchema = z.object({
+  shimPid: z.number().int().positive(),
+  vmmPid: z.number().int().positive(),
+  sidecarPid: z.number().int().positive().nullable(),
+  vmmStartTime: z.string(),
+});
+export type ShimState = z.output<typeof shimStateSchema>;
+
+const exitSchema = z.object({
+  vmm: z.object({ exitCode: z.number().int().nullable(), signal: z.number().int().nullable() }),
+  reason: z.string(),
+  atMs: z.number(),
+});
+export type VmmExit = z.output<typeof exitSchema>;
+
+function readJson<T>(path: string, schema: z.ZodType<T>): T | undefined {
+  let raw: string;
+  try {
+    raw = readFileSync(path, "utf8");
+  } catch {
+    return undefined;
+  }
+  try {
+    const parsed = schema.safeParse(JSON.parse(raw));
+    return parsed.success ? parsed.data : undefined;
+  } catch {
+    return undefined; // written atomically, so a parse failure means a foreign file: ignore
+  }
+}
+
+export const readShimState = (paths: InstancePaths) => readJson(paths.shimState, shimStateSchema);
+export const readVmmExit = (paths: InstancePaths) => readJson(paths.exitFile, exitSchema);
+
+export interface ShimLaunch {
+  shimPath: string;
+  plan: LaunchPlan;
+  paths: InstancePaths;
+  readyTimeoutMs: number;
+}
+
+/** Starts the shim in its own session; returns its pid. The shim forks sidecar and VMM. */
+export function launchShim({ shimPath, plan, paths, readyTimeoutMs }: ShimLaunch): number {
+  const args = [
+    "--state-file",
+    paths.shimState,
+    "--exit-file",
+    paths.exitFile,
+    "--ready-file",
+    paths.readyFile,
+    "--ready-timeout-ms",
+    String(readyTimeoutMs),
+  ];
+  if (plan.sidecar !== undefined) {
+    args.push("--sidecar-wait-path", plan.sidecar.readyPath, "--sidecar", ...plan.sidecar.argv);
+  }
+  args.push("--vmm", ...plan.vmm.argv);
+  const log = openSync(paths.shimLog, "a", 0o600);
+  try {
+    const child = spawn(shimPath, args, {
+      detached: true,
+      stdio: ["ignore", log, log],
+      cwd: paths.dir,
+    });
+    child.unref();
+    if (child.pid === undefined) throw new Error(`could not start ${shimPath}`);
+    return child.pid;
+  } finally {
+    closeSync(log);
+  }
+}

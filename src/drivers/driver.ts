@@ -1,0 +1,73 @@
+/**
+ * The one Driver interface every backend implements (QEMU now; Firecracker, Cloud Hypervisor
+ * and Apple VZ later). A driver only knows its VMM: how to launch it, how to configure it
+ * once launched, how to ask it to stop. Readiness, the guest agent, supervision (the shim),
+ * state and paths live above it in core/, so every backend gets them for free.
+ *
+ * Shaped after Lima's pkg/driver (small interface + declared features) and the lifecycle
+ * of Firecracker/Cloud Hypervisor (spawn the VMM with an API socket, configure, boot):
+ * - QEMU: everything is on the command line; `afterLaunch` checks QMP.
+ * - Firecracker / Cloud Hypervisor: `plan` spawns the VMM with --api-sock, `afterLaunch`
+ *   PUTs boot-source/drives/vsock and starts the instance; vsock is hybrid natively.
+ * - VZ: the Swift helper is the VMM process; it bridges virtio-socket to the same UDS.
+ */
+import { CorralError } from "../errors.js";
+import type { InstancePaths } from "../core/layout.js";
+import type { ImageInfo } from "../images/image-info.js";
+import type { VmSpec } from "../spec/schema.js";
+
+export type Backend = "qemu" | "firecracker" | "cloud-hypervisor" | "vz";
+
+export interface DriverCapabilities {
+  backend: Backend;
+  /** Machine types the driver can build. */
+  machines: readonly string[];
+  /** How a graceful stop reaches the guest. */
+  gracefulStop: "acpi-power-button" | "ctrl-alt-del" | "agent";
+  /** The host<->guest channel: always the hybrid-vsock unix socket protocol. */
+  guestChannel: "hybrid-vsock";
+  pause: boolean;
+  snapshots: boolean;
+  balloon: boolean;
+  sharedFolders: readonly ("9p" | "virtiofs")[];
+}
+
+/** Everything a driver needs to know about one VM. */
+export interface VmContext {
+  id: string;
+  spec: VmSpec;
+  paths: InstancePaths;
+  image: ImageInfo;
+  /** The accelerator chosen for this start (never "auto"). */
+  accel: "kvm" | "hvf" | "tcg";
+  guestCid: number;
+}
+
+/** A process the shim runs for this VM, as an argv array (never a shell string). */
+export interface ProcessPlan {
+  argv: string[];
+}
+
+export interface LaunchPlan {
+  vmm: ProcessPlan;
+  /** Runs before the VMM (e.g. QEMU's vhost-device-vsock); the shim waits for `readyPath`. */
+  sidecar?: ProcessPlan & { readyPath: string };
+}
+
+export interface Driver {
+  readonly capabilities: DriverCapabilities;
+  /** Rejects specs this backend cannot run, with a typed UNSUPPORTED/INVALID_SPEC error. */
+  validate(spec: VmSpec): void;
+  /** The processes to launch; pure apart from resolving tool paths. */
+  plan(vm: VmContext): Promise<LaunchPlan>;
+  /** Called once the VMM process exists: connect its control API, configure, boot. */
+  afterLaunch(vm: VmContext, signal?: AbortSignal): Promise<void>;
+  /** Asks the guest to shut down cleanly; resolves once the request was delivered. */
+  requestShutdown(vm: VmContext): Promise<void>;
+}
+
+export function unsupported(backend: Backend, operation: string): CorralError {
+  return new CorralError("UNSUPPORTED", `${backend} does not support ${operation}`, {
+    hint: "see docs/capabilities.md for what each backend supports",
+  });
+}

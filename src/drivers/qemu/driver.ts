@@ -1,0 +1,65 @@
+import { CorralError } from "../../errors.js";
+import { findVhostDeviceVsock } from "../../host/vhost-device-vsock.js";
+import { requireTool } from "../../host/tools.js";
+import { QmpClient } from "../../protocols/qmp/client.js";
+import type { VmSpec } from "../../spec/schema.js";
+import type { Driver, DriverCapabilities, LaunchPlan, VmContext } from "../driver.js";
+import { waitForPath } from "../../core/wait.js";
+import { qemuArgs, vhostVsockArgs } from "./args.js";
+
+const QMP_CONNECT_TIMEOUT_MS = 15_000;
+
+export class QemuDriver implements Driver {
+  readonly capabilities: DriverCapabilities = {
+    backend: "qemu",
+    machines: ["q35", "microvm"],
+    gracefulStop: "acpi-power-button",
+    guestChannel: "hybrid-vsock",
+    pause: false,
+    snapshots: false,
+    balloon: false,
+    sharedFolders: [],
+  };
+
+  validate(spec: VmSpec): void {
+    if (spec.backend !== "qemu") {
+      throw new CorralError("INVALID_SPEC", `backend: the QEMU driver cannot run "${spec.backend}"`);
+    }
+  }
+
+  async plan(vm: VmContext): Promise<LaunchPlan> {
+    const qemu = requireTool("qemu-system-x86_64");
+    const sidecar = findVhostDeviceVsock();
+    if (sidecar === undefined) {
+      throw new CorralError("TOOL_MISSING", "vhost-device-vsock is not installed", {
+        hint: 'run "corral setup" (it fetches vhost-device-vsock from the Debian archive)',
+      });
+    }
+    return {
+      sidecar: { argv: vhostVsockArgs(sidecar, vm), readyPath: vm.paths.vhostUserSocket },
+      vmm: { argv: qemuArgs(qemu, vm) },
+    };
+  }
+
+  async afterLaunch(vm: VmContext, signal?: AbortSignal): Promise<void> {
+    await waitForPath(vm.paths.qmpSocket, QMP_CONNECT_TIMEOUT_MS, signal);
+    const qmp = await QmpClient.connect(vm.paths.qmpSocket, { timeoutMs: QMP_CONNECT_TIMEOUT_MS });
+    try {
+      const status = await qmp.execute<{ status: string; running: boolean }>("query-status");
+      if (!status.running) {
+        throw new CorralError("VM_FAILED", `QEMU is not running the guest (status ${status.status})`);
+      }
+    } finally {
+      qmp.close();
+    }
+  }
+
+  async requestShutdown(vm: VmContext): Promise<void> {
+    const qmp = await QmpClient.connect(vm.paths.qmpSocket, { timeoutMs: 5_000 });
+    try {
+      await qmp.execute("system_powerdown");
+    } finally {
+      qmp.close();
+    }
+  }
+}

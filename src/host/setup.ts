@@ -1,0 +1,53 @@
+/**
+ * `corral setup`: installs missing host packages (as root, via apt), fetches
+ * vhost-device-vsock, compiles the shim and agent, and builds the default image. Every step
+ * is a no-op when already done, so running it twice is cheap.
+ */
+import type { ProgressListener } from "../core/progress.js";
+import { noProgress } from "../core/progress.js";
+import { CorralError } from "../errors.js";
+import { buildDefaultImage } from "../images/default-image.js";
+import type { ImageInfo } from "../images/image-info.js";
+import { aptInstall, aptInstallCommand, canUseApt } from "./apt.js";
+import { ensureVhostDeviceVsock } from "./vhost-device-vsock.js";
+import { buildVmmShim } from "./vmm-shim-binary.js";
+import { missingTools } from "./tools.js";
+
+export interface SetupOptions {
+  onProgress?: ProgressListener;
+  /** Re-resolve packages from the archive even when cached artifacts exist. */
+  refresh?: boolean;
+}
+
+export interface SetupResult {
+  installedPackages: string[];
+  vhostDeviceVsock: { path: string; version: string };
+  image: ImageInfo;
+}
+
+export async function setup(options: SetupOptions = {}): Promise<SetupResult> {
+  const onProgress = options.onProgress ?? noProgress;
+  const missing = missingTools();
+  const packages = [...new Set(missing.map((tool) => tool.aptPackage))];
+  if (packages.length > 0) {
+    if (!canUseApt()) {
+      throw new CorralError("TOOL_MISSING", `missing host tools: ${missing.map((t) => t.command).join(", ")}`, {
+        hint: `install them with:\n  ${aptInstallCommand(packages)}\nthen run "corral setup" again`,
+        details: { packages },
+      });
+    }
+    onProgress({ phase: "apt", label: `installing ${packages.join(" ")}` });
+    await aptInstall(packages, (line) => onProgress({ phase: "apt", label: line }));
+    const still = missingTools();
+    if (still.length > 0) {
+      throw new CorralError("SETUP", `still missing after apt-get: ${still.map((t) => t.command).join(", ")}`);
+    }
+    onProgress({ phase: "apt", label: "host packages installed", done: true });
+  }
+  const vhostDeviceVsock = await ensureVhostDeviceVsock({ onProgress, refresh: options.refresh });
+  onProgress({ phase: "build", label: "vmm-shim" });
+  await buildVmmShim();
+  onProgress({ phase: "build", label: "vmm-shim", done: true });
+  const image = await buildDefaultImage({ onProgress, refresh: options.refresh });
+  return { installedPackages: packages, vhostDeviceVsock, image };
+}

@@ -1,0 +1,49 @@
+/**
+ * The host tools corral needs, where they come from, and how to find them. `setup` installs
+ * the missing ones; `doctor` reports them; drivers ask `requireTool` and get an error that
+ * names the package to install.
+ */
+import { CorralError } from "../errors.js";
+import { which } from "./which.js";
+
+export interface HostTool {
+  /** Executable name looked up on PATH. */
+  command: string;
+  /** Debian package that provides it. */
+  aptPackage: string;
+  purpose: string;
+  /** Alternatives that satisfy the same need (first found wins). */
+  alternatives?: readonly string[];
+}
+
+export const HOST_TOOLS: readonly HostTool[] = [
+  { command: "qemu-system-x86_64", aptPackage: "qemu-system-x86", purpose: "runs the VMs" },
+  { command: "qemu-img", aptPackage: "qemu-utils", purpose: "creates and converts disks" },
+  { command: "mke2fs", aptPackage: "e2fsprogs", purpose: "builds ext4 filesystems" },
+  { command: "xz", aptPackage: "xz-utils", purpose: "unpacks Debian packages and the kernel" },
+  { command: "musl-gcc", aptPackage: "musl-tools", purpose: "builds the static guest agent" },
+  { command: "gcc", aptPackage: "gcc", purpose: "builds the VMM shim", alternatives: ["cc"] },
+];
+
+export function findTool(tool: HostTool): string | undefined {
+  for (const command of [tool.command, ...(tool.alternatives ?? [])]) {
+    const path = which(command);
+    if (path !== undefined) return path;
+  }
+  return undefined;
+}
+
+export function requireTool(command: string): string {
+  const tool = HOST_TOOLS.find((t) => t.command === command);
+  const path = tool === undefined ? which(command) : findTool(tool);
+  if (path !== undefined) return path;
+  const pkg = tool?.aptPackage ?? command;
+  throw new CorralError("TOOL_MISSING", `${command} is not installed`, {
+    hint: `run "corral setup" as root, or "apt-get install ${pkg}"`,
+    details: { command, aptPackage: pkg },
+  });
+}
+
+export function missingTools(): HostTool[] {
+  return HOST_TOOLS.filter((tool) => findTool(tool) === undefined);
+}

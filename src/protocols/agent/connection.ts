@@ -1,0 +1,164 @@
+/**
+ * One agent operation over one connection: frames in and out, guest failures, and the one
+ * place that decides when the operation is over (a terminal frame, an error, or a close).
+ */
+import type { Duplex } from "node:stream";
+import { asCorralError, CorralError } from "../../errors.js";
+import {
+  decodeKvMap,
+  encodeFrame,
+  encodeKv,
+  type Frame,
+  FrameDecoder,
+  type KeyValues,
+  PROTOCOL_VERSION,
+  requireKey,
+} from "./frames.js";
+
+export type Connect = () => Promise<Duplex>;
+
+export interface FrameHandler {
+  /** Called for each frame except 'F'; may throw to fail the operation. */
+  frame(frame: Frame): void;
+  /** Called once if the operation fails before complete() was called. */
+  failed(err: CorralError): void;
+}
+
+const GUEST_CODE = /^[A-Z][A-Z0-9_]{0,31}$/;
+const MAX_MESSAGE = 4096;
+
+function hintFor(code: string, stage: string | undefined): string | undefined {
+  if (stage === "exec" && code === "ENOENT") {
+    return "check the command exists in the guest image and is on PATH";
+  }
+  if (stage === "exec" && code === "EACCES") return "check the file in the guest is executable";
+  if (stage === "cwd") return "check the working directory exists in the guest";
+  if (code === "NO_SUCH_USER") return "use a user from the guest's /etc/passwd, or uid[:gid]";
+  if (code === "BAD_REQUEST") {
+    return "corral and the guest agent disagree; rebuild the guest image with this corral";
+  }
+  if (code === "ENOENT") return "check the path exists in the guest (parent directories are not created)";
+  if (code === "EACCES" || code === "EPERM") return "check permissions in the guest, or pass a user";
+  return undefined;
+}
+
+/** Turns an 'F' frame into the error the caller sees. */
+export function guestFailure(frame: Frame): CorralError {
+  const kv = decodeKvMap(frame.payload);
+  const code = requireKey(kv, "code", "F");
+  if (!GUEST_CODE.test(code)) {
+    throw new CorralError("AGENT_PROTOCOL", "guest failure code is malformed");
+  }
+  const message = requireKey(kv, "message", "F").slice(0, MAX_MESSAGE);
+  const stage = kv.get("stage");
+  return new CorralError("AGENT", `guest agent: ${message}`, {
+    hint: hintFor(code, stage),
+    details: stage === undefined ? { guestCode: code } : { guestCode: code, stage },
+  });
+}
+
+export async function openStream(connect: Connect): Promise<Duplex> {
+  try {
+    return await connect();
+  } catch (err) {
+    if (err instanceof CorralError) throw err;
+    throw new CorralError("AGENT", `cannot connect to the guest agent: ${String(err)}`, {
+      cause: err,
+    });
+  }
+}
+
+export class AgentConnection {
+  private readonly decoder: FrameDecoder;
+  private over = false;
+
+  constructor(
+    readonly socket: Duplex,
+    allowed: string,
+    private readonly handler: FrameHandler,
+  ) {
+    this.decoder = new FrameDecoder(`${allowed}F`);
+    socket.on("data", (chunk: Buffer) => this.onData(chunk));
+    socket.on("end", () =>
+      this.fail(new CorralError("AGENT", "the guest agent closed the connection mid-operation")),
+    );
+    socket.on("close", () =>
+      this.fail(new CorralError("AGENT", "the connection to the guest agent closed mid-operation")),
+    );
+    socket.on("error", (err) =>
+      this.fail(
+        new CorralError("AGENT", `connection to the guest agent failed: ${err.message}`, {
+          cause: err,
+        }),
+      ),
+    );
+  }
+
+  get finished(): boolean {
+    return this.over;
+  }
+
+  /** Sends the request frame that starts every operation. */
+  request(op: string, entries: KeyValues): void {
+    const payload = encodeKv([["op", op], ["version", PROTOCOL_VERSION], ...entries]);
+    this.send("R", payload);
+  }
+
+  /** Returns false when the caller should wait for drain() before sending more. */
+  send(type: string, payload?: Buffer): boolean {
+    if (this.over) return true;
+    return this.socket.write(encodeFrame(type, payload));
+  }
+
+  /** Resolves once the socket can take more data, or the operation is over. */
+  drain(): Promise<void> {
+    if (this.over) return Promise.resolve();
+    return new Promise((resolve) => {
+      const done = () => {
+        this.socket.off("drain", done);
+        this.socket.off("close", done);
+        resolve();
+      };
+      this.socket.on("drain", done);
+      this.socket.on("close", done);
+    });
+  }
+
+  pause(): void {
+    this.socket.pause();
+  }
+
+  resume(): void {
+    if (!this.over) this.socket.resume();
+  }
+
+  /** The operation succeeded: drop the connection (the agent treats EOF as "host done"). */
+  complete(): void {
+    if (this.over) return;
+    this.over = true;
+    this.socket.destroy();
+  }
+
+  fail(err: unknown): void {
+    if (this.over) return;
+    this.over = true;
+    this.socket.destroy();
+    this.handler.failed(asCorralError(err, "AGENT"));
+  }
+
+  private onData(chunk: Buffer): void {
+    if (this.over) return;
+    try {
+      for (const frame of this.decoder.push(chunk)) {
+        if (frame.type === "F") {
+          this.fail(guestFailure(frame));
+        } else {
+          this.handler.frame(frame);
+        }
+        if (this.over) return;
+      }
+    } catch (err) {
+      this.fail(err);
+    }
+  }
+}

@@ -1,0 +1,87 @@
+/**
+ * Runs the real CLI (from source, via tsx) against a private state directory, so tests never
+ * see the user's VMs, while sharing the image cache that `corral setup` filled.
+ */
+import { spawn, type SpawnOptions } from "node:child_process";
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+
+export const repoRoot = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
+const cliEntry = join(repoRoot, "src", "cli", "main.ts");
+
+export interface CliResult {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  stdout: Buffer;
+  stderr: string;
+}
+
+export interface Sandbox {
+  stateDir: string;
+  env: NodeJS.ProcessEnv;
+  corral(args: string[], options?: { input?: string | Buffer; env?: NodeJS.ProcessEnv; timeoutMs?: number }): Promise<CliResult>;
+  spawnCorral(args: string[], options?: SpawnOptions): ReturnType<typeof spawn>;
+  /** Kills every VM of this sandbox and removes its state. */
+  cleanup(): Promise<void>;
+}
+
+export function sandbox(): Sandbox {
+  const stateDir = mkdtempSync(join(tmpdir(), "corral-it-"));
+  const env = { ...process.env, CORRAL_STATE_DIR: stateDir };
+  const spawnCorral = (args: string[], options: SpawnOptions = {}) =>
+    spawn(process.execPath, ["--import", "tsx", cliEntry, ...args], {
+      cwd: repoRoot,
+      env,
+      stdio: ["pipe", "pipe", "pipe"],
+      ...options,
+    });
+  const corral: Sandbox["corral"] = (args, options = {}) =>
+    new Promise((resolve, reject) => {
+      const child = spawnCorral(args, { env: options.env ?? env });
+      const out: Buffer[] = [];
+      const err: Buffer[] = [];
+      child.stdout?.on("data", (c: Buffer) => out.push(c));
+      child.stderr?.on("data", (c: Buffer) => err.push(c));
+      const timer = setTimeout(() => child.kill("SIGKILL"), options.timeoutMs ?? 180_000);
+      child.on("error", reject);
+      child.on("close", (code, signal) => {
+        clearTimeout(timer);
+        resolve({ code, signal, stdout: Buffer.concat(out), stderr: Buffer.concat(err).toString() });
+      });
+      if (options.input !== undefined) child.stdin?.end(options.input);
+      else child.stdin?.end();
+    });
+  return {
+    stateDir,
+    env,
+    corral,
+    spawnCorral,
+    async cleanup() {
+      let names: string[] = [];
+      try {
+        names = readdirSync(join(stateDir, "vms"));
+      } catch {
+        names = [];
+      }
+      if (names.length > 0) await corral(["rm", "-f", ...names]);
+      rmSync(stateDir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** Pids of processes whose command line mentions `needle` (to prove nothing was orphaned). */
+export function processesMentioning(needle: string): number[] {
+  const pids: number[] = [];
+  for (const entry of readdirSync("/proc")) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const cmdline = readFileSync(`/proc/${entry}/cmdline`, "utf8");
+      if (cmdline.includes(needle)) pids.push(Number(entry));
+    } catch {
+      // exited
+    }
+  }
+  return pids.filter((pid) => pid !== process.pid);
+}
