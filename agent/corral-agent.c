@@ -256,7 +256,9 @@ static const char *parse_request(char *p, uint32_t len, struct request *rq) {
   rq->argv = calloc((size_t)count + 1, sizeof(char *));
   rq->env = calloc((size_t)count + 1, sizeof(char *));
   if (!rq->argv || !rq->env) return "out of memory";
-  for (char *s = p; s < p + len; s += strlen(s) + 1) {
+  char *next;
+  for (char *s = p; s < p + len; s = next) {
+    next = s + strlen(s) + 1; /* before '=' becomes the key's terminator */
     char *eq = strchr(s, '=');
     if (!eq || eq == s) return "malformed key=value entry";
     *eq = '\0';
@@ -824,7 +826,8 @@ static void op_exec(int sock, struct request *rq, unsigned char *buf) {
         timed_out = 1;
         kill(-pid, SIGKILL);
       }
-      if (!timed_out) timeout = (int)(deadline - now);
+      /* poll takes an int: wake at least hourly for long deadlines. */
+      if (!timed_out) timeout = deadline - now > 3600000 ? 3600000 : (int)(deadline - now);
     }
     int r = poll(p, (nfds_t)np, timeout);
     if (r < 0) {
@@ -949,6 +952,28 @@ static void handle(int sock) {
   }
 }
 
+/* Closing with unread input makes the host's pending writes fail (EPIPE/RST) and can discard
+ * the reply it has not read yet. So: signal end-of-replies, then swallow whatever the host
+ * still sends until it closes, for a bounded time. */
+static void linger_close(int sock) {
+  static unsigned char sink[16384];
+  set_nonblock(sock, 0);
+  shutdown(sock, SHUT_WR);
+  int64_t deadline = now_ms() + 5000;
+  for (;;) {
+    int64_t left = deadline - now_ms();
+    if (left <= 0) break;
+    struct pollfd pfd = {.fd = sock, .events = POLLIN};
+    int r = poll(&pfd, 1, (int)left);
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0) break;
+    ssize_t n = read(sock, sink, sizeof sink);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;
+  }
+  close(sock);
+}
+
 /* --------------------------------------------------------------------- main */
 
 static int listen_socket(const char *unix_path, unsigned port) {
@@ -1038,6 +1063,7 @@ int main(int argc, char **argv) {
       dfl.sa_handler = SIG_DFL;
       sigaction(SIGCHLD, &dfl, NULL);
       handle(c);
+      linger_close(c);
       _exit(0);
     }
     close(c);

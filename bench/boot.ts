@@ -28,10 +28,29 @@ function rawBoot(): Promise<number> {
     const child = spawn(
       qemu,
       [
-        "-machine", "q35", "-accel", "tcg,thread=multi", "-cpu", "max", "-smp", "1", "-m", "256M",
-        "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
-        "-kernel", image!.kernel, "-initrd", image!.initrd, "-append", image!.cmdline,
-        "-serial", "stdio",
+        "-machine",
+        "q35",
+        "-accel",
+        "tcg,thread=multi",
+        "-cpu",
+        "max",
+        "-smp",
+        "1",
+        "-m",
+        "256M",
+        "-nodefaults",
+        "-no-user-config",
+        "-display",
+        "none",
+        "-no-reboot",
+        "-kernel",
+        image!.kernel,
+        "-initrd",
+        image!.initrd,
+        "-append",
+        image!.cmdline,
+        "-serial",
+        "stdio",
       ],
       { stdio: ["ignore", "pipe", "inherit"] },
     );
@@ -54,10 +73,14 @@ function rawBoot(): Promise<number> {
 
 function corralRun(stateDir: string): number {
   const start = performance.now();
-  const r = spawnSync(process.execPath, [join(root, "dist", "cli", "main.js"), "run", "--rm", "--", "true"], {
-    env: { ...process.env, CORRAL_STATE_DIR: stateDir },
-    stdio: ["ignore", "inherit", "pipe"],
-  });
+  const r = spawnSync(
+    process.execPath,
+    [join(root, "dist", "cli", "main.js"), "run", "--rm", "--", "true"],
+    {
+      env: { ...process.env, CORRAL_STATE_DIR: stateDir },
+      stdio: ["ignore", "inherit", "pipe"],
+    },
+  );
   const elapsed = performance.now() - start;
   if (r.status !== 0) throw new Error(`corral run failed (${r.status}): ${r.stderr.toString()}`);
   return elapsed;

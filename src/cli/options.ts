@@ -19,9 +19,13 @@ export function collect(value: string, previous: string[] | undefined): string[]
 
 export function parseIntFlag(value: string, flag: string, min: number, max: number): number {
   if (!/^\d+$/.test(value) || Number(value) < min || Number(value) > max) {
-    throw new CorralError("INVALID_ARGUMENT", `${flag}: "${value}" is not a whole number from ${min} to ${max}`, {
-      hint: `e.g. ${flag} ${min === 0 ? 10 : min}`,
-    });
+    throw new CorralError(
+      "INVALID_ARGUMENT",
+      `${flag}: "${value}" is not a whole number from ${min} to ${max}`,
+      {
+        hint: `e.g. ${flag} ${min === 0 ? 10 : min}`,
+      },
+    );
   }
   return Number(value);
 }

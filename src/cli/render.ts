@@ -1,6 +1,7 @@
 /** Everything the CLI prints goes through here: errors, tables, JSON, progress. */
-import { CorralError, asCorralError } from "../errors.js";
+
 import type { ProgressEvent } from "../core/progress.js";
+import { asCorralError, CorralError } from "../errors.js";
 import { formatSize } from "../spec/size.js";
 
 export function printJson(value: unknown): void {
@@ -10,7 +11,9 @@ export function printJson(value: unknown): void {
 export function printTable(headers: string[], rows: string[][]): void {
   const widths = headers.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? "").length)));
   const line = (cells: string[]) =>
-    cells.map((cell, i) => (i === cells.length - 1 ? cell : cell.padEnd(widths[i] ?? 0))).join("  ");
+    cells
+      .map((cell, i) => (i === cells.length - 1 ? cell : cell.padEnd(widths[i] ?? 0)))
+      .join("  ");
   process.stdout.write(`${[line(headers), ...rows.map(line)].join("\n")}\n`);
 }
 

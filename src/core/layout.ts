@@ -23,7 +23,9 @@ function env(name: string): string | undefined {
 }
 
 export function cacheRoot(): string {
-  return env("CORRAL_CACHE_DIR") ?? join(env("XDG_CACHE_HOME") ?? join(homedir(), ".cache"), "corral");
+  return (
+    env("CORRAL_CACHE_DIR") ?? join(env("XDG_CACHE_HOME") ?? join(homedir(), ".cache"), "corral")
+  );
 }
 
 export function stateRoot(): string {

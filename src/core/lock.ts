@@ -2,7 +2,7 @@
  * A per-VM lock file so two CLI processes can't corrupt one VM. Holds "pid starttime"; a lock
  * whose holder is gone (crashed CLI) is taken over.
  */
-import { openSync, closeSync, readFileSync, rmSync, writeSync } from "node:fs";
+import { closeSync, openSync, readFileSync, rmSync, writeSync } from "node:fs";
 import { setTimeout as sleep } from "node:timers/promises";
 import { CorralError } from "../errors.js";
 import { isAlive, processStartTime } from "./process.js";

@@ -6,18 +6,18 @@
 import { randomBytes } from "node:crypto";
 import { existsSync, mkdirSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { setTimeout as sleep } from "node:timers/promises";
+import type { Driver, VmContext } from "../drivers/driver.js";
 import { chooseAccelerator } from "../drivers/qemu/accel.js";
 import { AGENT_VSOCK_PORT } from "../drivers/qemu/args.js";
 import { QemuDriver } from "../drivers/qemu/driver.js";
-import type { Driver, VmContext } from "../drivers/driver.js";
 import { CorralError, isCorralError } from "../errors.js";
 import { buildVmmShim } from "../host/vmm-shim-binary.js";
 import { findDefaultImage } from "../images/default-image.js";
 import type { ImageInfo } from "../images/image-info.js";
 import { AgentClient } from "../protocols/agent/client.js";
 import { connectVsock } from "../protocols/hybrid-vsock/connect.js";
-import { type VmSpec, type VmSpecInput, parseSpec } from "../spec/schema.js";
-import { ensurePrivateDir, instancePaths, type InstancePaths, vmsRoot } from "./layout.js";
+import { parseSpec, type VmSpec, type VmSpecInput } from "../spec/schema.js";
+import { ensurePrivateDir, type InstancePaths, instancePaths, vmsRoot } from "./layout.js";
 import { acquireLock } from "./lock.js";
 import { isAlive, signalProcess } from "./process.js";
 import { reconcile, releaseResources } from "./reconcile.js";
@@ -120,7 +120,11 @@ export class Manager {
     }
   }
 
-  private async boot(record: VmRecord, paths: InstancePaths, signal?: AbortSignal): Promise<VmInfo> {
+  private async boot(
+    record: VmRecord,
+    paths: InstancePaths,
+    signal?: AbortSignal,
+  ): Promise<VmInfo> {
     const accel = chooseAccelerator(record.spec.accel);
     if (record.spec.accel === "auto" && accel.accel === "tcg") {
       this.emit({ type: "notice", message: `using TCG software emulation: ${accel.reason}` });
@@ -135,7 +139,13 @@ export class Manager {
       guestCid: record.guestCid,
     };
     // Stale files of a previous run would be taken for this one.
-    for (const file of [paths.shimState, paths.exitFile, paths.readyFile, paths.serialLog]) {
+    for (const file of [
+      paths.shimState,
+      paths.exitFile,
+      paths.readyFile,
+      paths.serialLog,
+      paths.shimLog,
+    ]) {
       rmSync(file, { force: true });
     }
     rmSync(paths.runDir, { recursive: true, force: true });
@@ -172,7 +182,13 @@ export class Manager {
       this.save(state, paths);
       return this.info(state, paths);
     } catch (err) {
-      const exit = readVmmExit(paths);
+      // The VMM may be dying right now: give the shim a moment to record why.
+      const exit =
+        readVmmExit(paths) ??
+        (await this.waitForExit(paths, 2_000).then(
+          () => readVmmExit(paths),
+          () => undefined,
+        ));
       releaseResources(paths);
       const aborted = signal?.aborted === true;
       const reason = aborted
@@ -189,9 +205,8 @@ export class Manager {
         paths,
       );
       if (aborted || isCorralError(err, "NOT_READY")) throw err;
-      const tail = serialTail(paths.serialLog);
       throw new CorralError("VM_FAILED", `VM "${record.name}" failed to start: ${reason}`, {
-        hint: tail === "" ? `see ${paths.shimLog}` : `last lines of the serial console:\n${tail}`,
+        hint: failureHint(paths),
         cause: err,
       });
     }
@@ -225,16 +240,10 @@ export class Manager {
         if (!isCorralError(err, "VSOCK") && !isCorralError(err, "TIMEOUT")) throw err;
       }
       if (Date.now() > deadline) {
-        const tail = serialTail(paths.serialLog);
         throw new CorralError(
           "NOT_READY",
           `VM "${record.name}" did not answer within ${record.spec.readyTimeoutMs / 1000} s; it was killed`,
-          {
-            hint:
-              tail === ""
-                ? "the guest printed nothing on its serial console"
-                : `last lines of the serial console:\n${tail}`,
-          },
+          { hint: failureHint(paths) },
         );
       }
       await sleep(AGENT_RETRY_MS);
@@ -419,6 +428,22 @@ export class Manager {
   }
 }
 
+/** What the VMM said (its stderr, in the shim log) and what the guest printed last. */
+function failureHint(paths: InstancePaths): string {
+  const vmm = serialTail(paths.shimLog, 6)
+    .split("\n")
+    .filter((line) => line !== "" && !line.startsWith("vmm-shim: started"))
+    .join("\n");
+  const serial = serialTail(paths.serialLog);
+  const parts = [
+    vmm === "" ? "" : `VMM output:\n${vmm}`,
+    serial === ""
+      ? "the guest printed nothing on its serial console"
+      : `last lines of the serial console:\n${serial}`,
+  ];
+  return parts.filter((p) => p !== "").join("\n");
+}
+
 function agentFor(paths: InstancePaths): AgentClient {
   return new AgentClient(() =>
     connectVsock(paths.vsockSocket, AGENT_VSOCK_PORT, { timeoutMs: 5_000 }),
@@ -442,9 +467,13 @@ function resolveImage(spec: VmSpec): ImageInfo {
 
 function imageFromRecord(record: VmRecord): ImageInfo {
   if (!existsSync(record.image.kernel) || !existsSync(record.image.initrd)) {
-    throw new CorralError("IMAGE_NOT_FOUND", `the image of VM "${record.name}" is gone from the cache`, {
-      hint: 'rebuild it with "corral setup", or recreate the VM',
-    });
+    throw new CorralError(
+      "IMAGE_NOT_FOUND",
+      `the image of VM "${record.name}" is gone from the cache`,
+      {
+        hint: 'rebuild it with "corral setup", or recreate the VM',
+      },
+    );
   }
   return {
     ...record.image,

@@ -20,8 +20,8 @@ export function reconcile(record: VmRecord, paths: InstancePaths): VmRecord {
     }
     if (isAlive(shim.vmmPid, shim.vmmStartTime)) return record;
   }
-  const reason = exit?.reason ?? "the VMM and its shim disappeared without a trace";
-  const cleanExit = exit !== undefined && exit.vmm.exitCode === 0;
+  const reason = exit?.reason ?? "the VMM shim was killed (no exit record); its VMM died with it";
+  const cleanExit = exit?.vmm?.exitCode === 0;
   const stopped = record.desired === "stopped" || cleanExit;
   const next: VmRecord = {
     ...record,

@@ -35,7 +35,6 @@ export interface RunResult {
   status: number;
 }
 
-
 export async function runInVm(manager: Manager, options: RunOptions): Promise<RunResult> {
   const vm = await manager.create(options.spec);
   const name = vm.name;

@@ -17,8 +17,12 @@ const shimStateSchema = z.object({
 export type ShimState = z.output<typeof shimStateSchema>;
 
 const exitSchema = z.object({
-  vmm: z.object({ exitCode: z.number().int().nullable(), signal: z.number().int().nullable() }),
+  /** null when the VMM never started (sidecar failure, exec failure). */
+  vmm: z
+    .object({ exitCode: z.number().int().nullable(), signal: z.number().int().nullable() })
+    .nullable(),
   reason: z.string(),
+  stopRequested: z.boolean().optional(),
   atMs: z.number(),
 });
 export type VmmExit = z.output<typeof exitSchema>;

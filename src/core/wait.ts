@@ -3,7 +3,11 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { CorralError } from "../errors.js";
 
 /** Polls until `path` exists. Short interval: boot latency is what users feel. */
-export async function waitForPath(path: string, timeoutMs: number, signal?: AbortSignal): Promise<void> {
+export async function waitForPath(
+  path: string,
+  timeoutMs: number,
+  signal?: AbortSignal,
+): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (!existsSync(path)) {
     signal?.throwIfAborted();

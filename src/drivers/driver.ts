@@ -11,8 +11,9 @@
  *   PUTs boot-source/drives/vsock and starts the instance; vsock is hybrid natively.
  * - VZ: the Swift helper is the VMM process; it bridges virtio-socket to the same UDS.
  */
-import { CorralError } from "../errors.js";
+
 import type { InstancePaths } from "../core/layout.js";
+import { CorralError } from "../errors.js";
 import type { ImageInfo } from "../images/image-info.js";
 import type { VmSpec } from "../spec/schema.js";
 

@@ -1,10 +1,10 @@
 /** What `corral doctor` reports: every dependency, and which accelerator would be used and why. */
 import { execFileSync } from "node:child_process";
-import { chooseAccelerator, type AcceleratorChoice } from "../drivers/qemu/accel.js";
-import { findDefaultImage } from "../images/default-image.js";
 import { cacheRoot, stateRoot } from "../core/layout.js";
-import { findVhostDeviceVsock } from "./vhost-device-vsock.js";
+import { type AcceleratorChoice, chooseAccelerator } from "../drivers/qemu/accel.js";
+import { findDefaultImage } from "../images/default-image.js";
 import { findTool, HOST_TOOLS } from "./tools.js";
+import { findVhostDeviceVsock } from "./vhost-device-vsock.js";
 
 export interface DoctorCheck {
   name: string;
@@ -42,11 +42,15 @@ export function doctor(): DoctorReport {
   });
   for (const tool of HOST_TOOLS) {
     const path = findTool(tool);
-    const version = path !== undefined && tool.command.startsWith("qemu-") ? firstLine(path, ["--version"]) : "";
+    const version =
+      path !== undefined && tool.command.startsWith("qemu-") ? firstLine(path, ["--version"]) : "";
     checks.push({
       name: tool.command,
       ok: path !== undefined,
-      detail: path === undefined ? `missing (${tool.purpose})` : `${path}${version === "" ? "" : ` (${version})`}`,
+      detail:
+        path === undefined
+          ? `missing (${tool.purpose})`
+          : `${path}${version === "" ? "" : ` (${version})`}`,
       fix: `apt-get install ${tool.aptPackage}`,
     });
   }
@@ -61,7 +65,10 @@ export function doctor(): DoctorReport {
   checks.push({
     name: "default image",
     ok: image !== undefined,
-    detail: image === undefined ? "not built" : `${image.name} ${image.version} (${image.digest.slice(0, 19)})`,
+    detail:
+      image === undefined
+        ? "not built"
+        : `${image.name} ${image.version} (${image.digest.slice(0, 19)})`,
     fix: 'run "corral setup"',
   });
   for (const check of checks) if (check.ok) delete check.fix;

@@ -9,9 +9,9 @@ import { CorralError } from "../errors.js";
 import { buildDefaultImage } from "../images/default-image.js";
 import type { ImageInfo } from "../images/image-info.js";
 import { aptInstall, aptInstallCommand, canUseApt } from "./apt.js";
+import { missingTools } from "./tools.js";
 import { ensureVhostDeviceVsock } from "./vhost-device-vsock.js";
 import { buildVmmShim } from "./vmm-shim-binary.js";
-import { missingTools } from "./tools.js";
 
 export interface SetupOptions {
   onProgress?: ProgressListener;
@@ -31,16 +31,23 @@ export async function setup(options: SetupOptions = {}): Promise<SetupResult> {
   const packages = [...new Set(missing.map((tool) => tool.aptPackage))];
   if (packages.length > 0) {
     if (!canUseApt()) {
-      throw new CorralError("TOOL_MISSING", `missing host tools: ${missing.map((t) => t.command).join(", ")}`, {
-        hint: `install them with:\n  ${aptInstallCommand(packages)}\nthen run "corral setup" again`,
-        details: { packages },
-      });
+      throw new CorralError(
+        "TOOL_MISSING",
+        `missing host tools: ${missing.map((t) => t.command).join(", ")}`,
+        {
+          hint: `install them with:\n  ${aptInstallCommand(packages)}\nthen run "corral setup" again`,
+          details: { packages },
+        },
+      );
     }
     onProgress({ phase: "apt", label: `installing ${packages.join(" ")}` });
     await aptInstall(packages, (line) => onProgress({ phase: "apt", label: line }));
     const still = missingTools();
     if (still.length > 0) {
-      throw new CorralError("SETUP", `still missing after apt-get: ${still.map((t) => t.command).join(", ")}`);
+      throw new CorralError(
+        "SETUP",
+        `still missing after apt-get: ${still.map((t) => t.command).join(", ")}`,
+      );
     }
     onProgress({ phase: "apt", label: "host packages installed", done: true });
   }

@@ -96,9 +96,13 @@ export interface PvhKernel {
   entry: number;
 }
 
-/** Extracts the ELF payload of a bzImage to `outPath` and checks it can boot via PVH. */
-export async function extractPvhKernel(bzImagePath: string, outPath: string): Promise<PvhKernel> {
-  const image = await readFile(bzImagePath);
+/** Extracts the ELF payload of a bzImage (path or contents) to `outPath`, checking it boots via PVH. */
+export async function extractPvhKernel(
+  bzImage: string | Uint8Array,
+  outPath: string,
+): Promise<PvhKernel> {
+  const image = typeof bzImage === "string" ? await readFile(bzImage) : bzImage;
+  const source = typeof bzImage === "string" ? bzImage : "the bzImage";
   const h = parseBzImageHeader(image);
   const start = h.protectedModeOffset + h.payloadOffset;
   const payload = image.subarray(start, start + h.payloadLength);
@@ -107,9 +111,13 @@ export async function extractPvhKernel(bzImagePath: string, outPath: string): Pr
   const elf = await decompressBuffer(kind, payload, kind === "xz" ? ["--single-stream"] : []);
   const entry = findPvhEntry(elf);
   if (entry === undefined) {
-    throw new CorralError("IMAGE_BUILD", `${bzImagePath} has no PVH entry note (XEN_ELFNOTE_PHYS32_ENTRY)`, {
-      hint: "the kernel must be built with CONFIG_PVH=y to boot as an ELF under QEMU",
-    });
+    throw new CorralError(
+      "IMAGE_BUILD",
+      `${source} has no PVH entry note (XEN_ELFNOTE_PHYS32_ENTRY)`,
+      {
+        hint: "the kernel must be built with CONFIG_PVH=y to boot as an ELF under QEMU",
+      },
+    );
   }
   await writeFile(outPath, elf, { mode: 0o644 });
   return { path: outPath, size: elf.length, entry };

@@ -38,7 +38,10 @@ export const specSchema = z
   .object({
     name: z
       .string()
-      .regex(NAME_PATTERN, "lowercase letters, digits, '.', '_' or '-', starting with a letter or digit, at most 63 characters"),
+      .regex(
+        NAME_PATTERN,
+        "lowercase letters, digits, '.', '_' or '-', starting with a letter or digit, at most 63 characters",
+      ),
     backend: z.literal("qemu").default("qemu"),
     cpus: z.number().int().min(1).max(64).default(1),
     /** MiB after parsing. */
@@ -47,7 +50,10 @@ export const specSchema = z
     accel: z.enum(ACCELERATORS).default("auto"),
     machine: z.enum(MACHINES).default("q35"),
     env: z
-      .record(z.string().regex(ENV_KEY, "environment names are letters, digits and '_'"), z.string())
+      .record(
+        z.string().regex(ENV_KEY, "environment names are letters, digits and '_'"),
+        z.string(),
+      )
       .default({}),
     cmdline: z
       .array(z.string().regex(/^[^\s"'\\]+$/, "kernel parameters cannot contain spaces or quotes"))

@@ -2,8 +2,8 @@ import assert from "node:assert/strict";
 import { mkdtempSync, readdirSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { setTimeout as sleep } from "node:timers/promises";
 import { after, before, describe, it } from "node:test";
+import { setTimeout as sleep } from "node:timers/promises";
 import { processesMentioning, type Sandbox, sandbox } from "./harness.js";
 
 let box: Sandbox;
@@ -15,9 +15,12 @@ after(async () => {
   assert.deepEqual(processesMentioning(box.stateDir), [], "no process of this sandbox survives");
 });
 
-const inspect = async (name: string) => JSON.parse((await box.corral(["inspect", name])).stdout.toString());
+const inspect = async (name: string) =>
+  JSON.parse((await box.corral(["inspect", name])).stdout.toString());
 const names = async () =>
-  JSON.parse((await box.corral(["ls", "--json"])).stdout.toString()).map((vm: { name: string }) => vm.name);
+  JSON.parse((await box.corral(["ls", "--json"])).stdout.toString()).map(
+    (vm: { name: string }) => vm.name,
+  );
 
 describe("lifecycle across separate CLI invocations", () => {
   it("create, start, exec, stop, start, exec, rm", async () => {
@@ -25,18 +28,40 @@ describe("lifecycle across separate CLI invocations", () => {
     assert.equal((await inspect("life")).state, "stopped");
     const started = await box.corral(["start", "life"]);
     assert.equal(started.code, 0, started.stderr);
-    const first = await box.corral(["exec", "life", "--", "sh", "-c", "echo one > /tmp/mark; cat /tmp/mark"]);
+    const first = await box.corral([
+      "exec",
+      "life",
+      "--",
+      "sh",
+      "-c",
+      "echo one > /tmp/mark; cat /tmp/mark",
+    ]);
     assert.equal(first.stdout.toString(), "one\n");
     const stop = await box.corral(["stop", "life"]);
     assert.equal(stop.code, 0, stop.stderr);
     const stopped = await inspect("life");
     assert.equal(stopped.state, "stopped");
-    assert.equal(processesMentioning(stopped.paths.runDir).length, 0, "no VMM or sidecar after stop");
+    assert.equal(
+      processesMentioning(stopped.paths.runDir).length,
+      0,
+      "no VMM or sidecar after stop",
+    );
     const logs = await box.corral(["logs", "life"]);
     assert.match(logs.stdout.toString(), /corral-init: start/);
     assert.equal((await box.corral(["start", "life"])).code, 0);
-    const again = await box.corral(["exec", "life", "--", "sh", "-c", "cat /tmp/mark 2>/dev/null || echo fresh"]);
-    assert.equal(again.stdout.toString(), "fresh\n", "the initramfs root starts fresh on every boot");
+    const again = await box.corral([
+      "exec",
+      "life",
+      "--",
+      "sh",
+      "-c",
+      "cat /tmp/mark 2>/dev/null || echo fresh",
+    ]);
+    assert.equal(
+      again.stdout.toString(),
+      "fresh\n",
+      "the initramfs root starts fresh on every boot",
+    );
     const rmRunning = await box.corral(["rm", "life"]);
     assert.equal(rmRunning.code, 1);
     assert.match(rmRunning.stderr, /is ready/);
@@ -49,8 +74,13 @@ describe("lifecycle across separate CLI invocations", () => {
     await Promise.all(["one", "two"].map((n) => box.corral(["create", "--name", n])));
     const starts = await Promise.all(["one", "two"].map((n) => box.corral(["start", n])));
     for (const s of starts) assert.equal(s.code, 0, s.stderr);
-    const outs = await Promise.all(["one", "two"].map((n) => box.corral(["exec", n, "--", "hostname"])));
-    assert.deepEqual(outs.map((o) => o.stdout.toString()), ["one\n", "two\n"]);
+    const outs = await Promise.all(
+      ["one", "two"].map((n) => box.corral(["exec", n, "--", "hostname"])),
+    );
+    assert.deepEqual(
+      outs.map((o) => o.stdout.toString()),
+      ["one\n", "two\n"],
+    );
     assert.equal((await box.corral(["rm", "-f", "one", "two"])).code, 0);
   });
 });
@@ -76,7 +106,17 @@ describe("faults", () => {
   });
 
   it("kills a guest that never answers and quotes its console", async () => {
-    const r = await box.corral(["run", "--name", "mute", "--ready-timeout", "5", "--kernel-arg", "rdinit=/bin/cat", "--", "true"]);
+    const r = await box.corral([
+      "run",
+      "--name",
+      "mute",
+      "--ready-timeout",
+      "5",
+      "--kernel-arg",
+      "rdinit=/bin/cat",
+      "--",
+      "true",
+    ]);
     assert.equal(r.code, 1);
     assert.match(r.stderr, /did not answer within 5 s/);
     assert.match(r.stderr, /serial console/);
@@ -87,7 +127,12 @@ describe("faults", () => {
 
 describe("bad input", () => {
   it("names an unknown VM", async () => {
-    for (const args of [["exec", "ghost", "--", "true"], ["start", "ghost"], ["rm", "ghost"], ["inspect", "ghost"]]) {
+    for (const args of [
+      ["exec", "ghost", "--", "true"],
+      ["start", "ghost"],
+      ["rm", "ghost"],
+      ["inspect", "ghost"],
+    ]) {
       const r = await box.corral(args);
       assert.equal(r.code, 1, args.join(" "));
       assert.match(r.stderr, /no VM named "ghost"/);

@@ -29,7 +29,21 @@ describe("corral run", () => {
 
   it("pipes stdin with -i and passes env, cwd and cpus", async () => {
     const r = await box.corral(
-      ["run", "--rm", "-i", "--cpus", "2", "--env", "GREETING=hello there", "-w", "/tmp", "--", "sh", "-c", 'cat; echo "$GREETING"; pwd; nproc'],
+      [
+        "run",
+        "--rm",
+        "-i",
+        "--cpus",
+        "2",
+        "--env",
+        "GREETING=hello there",
+        "-w",
+        "/tmp",
+        "--",
+        "sh",
+        "-c",
+        'cat; echo "$GREETING"; pwd; nproc',
+      ],
       { input: "from stdin\n" },
     );
     assert.equal(r.code, 0, r.stderr);
@@ -40,7 +54,10 @@ describe("corral run", () => {
     const r = await box.corral(["run", "--name", "keeper", "--", "true"]);
     assert.equal(r.code, 0, r.stderr);
     const ls = JSON.parse((await box.corral(["ls", "--json"])).stdout.toString());
-    assert.deepEqual(ls.map((vm: { name: string; state: string }) => [vm.name, vm.state]), [["keeper", "stopped"]]);
+    assert.deepEqual(
+      ls.map((vm: { name: string; state: string }) => [vm.name, vm.state]),
+      [["keeper", "stopped"]],
+    );
     assert.equal((await box.corral(["rm", "keeper"])).code, 0);
     assert.deepEqual(JSON.parse((await box.corral(["ls", "--json"])).stdout.toString()), []);
   });
@@ -55,7 +72,13 @@ describe("exec on one running VM", () => {
   });
 
   it("returns exit codes 0, 1, 7 and 128+signal", async () => {
-    const cases: [string, number][] = [["exit 0", 0], ["exit 1", 1], ["exit 7", 7], ["kill -9 $$", 137], ["kill -TERM $$", 143]];
+    const cases: [string, number][] = [
+      ["exit 0", 0],
+      ["exit 1", 1],
+      ["exit 7", 7],
+      ["kill -9 $$", 137],
+      ["kill -TERM $$", 143],
+    ];
     for (const [script, code] of cases) {
       const r = await box.corral(["exec", "shared", "--", "sh", "-c", script]);
       assert.equal(r.code, code, `${script}: ${r.stderr}`);
@@ -63,7 +86,14 @@ describe("exec on one running VM", () => {
   });
 
   it("streams 10 MiB of stdout intact", async () => {
-    const r = await box.corral(["exec", "shared", "--", "sh", "-c", "head -c 10485760 /dev/urandom | tee /tmp/big | sha256sum >&2"]);
+    const r = await box.corral([
+      "exec",
+      "shared",
+      "--",
+      "sh",
+      "-c",
+      "head -c 10485760 /dev/urandom | tee /tmp/big | sha256sum >&2",
+    ]);
     assert.equal(r.code, 0, r.stderr);
     assert.equal(r.stdout.length, 10 * 1024 * 1024);
     const guestSum = r.stderr.trim().split(/\s+/)[0];
@@ -74,7 +104,10 @@ describe("exec on one running VM", () => {
     const data = randomBytes(3 * 1024 * 1024);
     const r = await box.corral(["exec", "-i", "shared", "--", "sha256sum"], { input: data });
     assert.equal(r.code, 0, r.stderr);
-    assert.equal(r.stdout.toString().split(/\s+/)[0], createHash("sha256").update(data).digest("hex"));
+    assert.equal(
+      r.stdout.toString().split(/\s+/)[0],
+      createHash("sha256").update(data).digest("hex"),
+    );
   });
 
   it("reports a missing program clearly", async () => {

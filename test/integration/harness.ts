@@ -2,7 +2,7 @@
  * Runs the real CLI (from source, via tsx) against a private state directory, so tests never
  * see the user's VMs, while sharing the image cache that `corral setup` filled.
  */
-import { spawn, type SpawnOptions } from "node:child_process";
+import { type SpawnOptions, spawn } from "node:child_process";
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
@@ -21,7 +21,10 @@ export interface CliResult {
 export interface Sandbox {
   stateDir: string;
   env: NodeJS.ProcessEnv;
-  corral(args: string[], options?: { input?: string | Buffer; env?: NodeJS.ProcessEnv; timeoutMs?: number }): Promise<CliResult>;
+  corral(
+    args: string[],
+    options?: { input?: string | Buffer; env?: NodeJS.ProcessEnv; timeoutMs?: number },
+  ): Promise<CliResult>;
   spawnCorral(args: string[], options?: SpawnOptions): ReturnType<typeof spawn>;
   /** Kills every VM of this sandbox and removes its state. */
   cleanup(): Promise<void>;
@@ -48,7 +51,12 @@ export function sandbox(): Sandbox {
       child.on("error", reject);
       child.on("close", (code, signal) => {
         clearTimeout(timer);
-        resolve({ code, signal, stdout: Buffer.concat(out), stderr: Buffer.concat(err).toString() });
+        resolve({
+          code,
+          signal,
+          stdout: Buffer.concat(out),
+          stderr: Buffer.concat(err).toString(),
+        });
       });
       if (options.input !== undefined) child.stdin?.end(options.input);
       else child.stdin?.end();

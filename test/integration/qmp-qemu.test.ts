@@ -1,19 +1,22 @@
 /**
- * The QMP client against a real QEMU. With -S the machine never runs, so no kernel is needed.
+ * The QMP client (and the vmm shim) against a real QEMU. With -S the machine never runs, so
+ * no kernel is needed. One QEMU at a time.
  */
 import assert from "node:assert/strict";
 import { type ChildProcess, spawn } from "node:child_process";
-import { existsSync, mkdtempSync, rmSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import { isCorralError } from "../../src/errors.js";
+import { buildVmmShim } from "../../src/host/vmm-shim-binary.js";
 import { QmpClient } from "../../src/protocols/qmp/client.js";
 
 let dir: string;
 let qemu: ChildProcess | undefined;
 let exited: Promise<number | null>;
+const shimPids: number[] = [];
 
 async function waitForSocket(path: string): Promise<void> {
   for (let i = 0; i < 500; i++) {
@@ -25,6 +28,7 @@ async function waitForSocket(path: string): Promise<void> {
 
 before(async () => {
   dir = mkdtempSync(join(tmpdir(), "corral-qmpi-"));
+  process.env.CORRAL_CACHE_DIR ??= join(dir, "cache");
   const sock = join(dir, "qmp.sock");
   qemu = spawn(
     "qemu-system-x86_64",
@@ -45,6 +49,11 @@ before(async () => {
 });
 
 after(async () => {
+  for (const pid of shimPids) {
+    try {
+      process.kill(pid, "SIGKILL");
+    } catch {}
+  }
   if (qemu !== undefined && qemu.exitCode === null && qemu.signalCode === null) {
     qemu.kill("SIGKILL");
     await exited;
@@ -116,5 +125,73 @@ describe("QmpClient against qemu-system-x86_64", () => {
     assert.ok(isCorralError(qmp.closeError, "QMP"));
     assert.equal(await exited, 0);
     await assert.rejects(qmp.execute("query-status"), /QEMU closed the QMP connection/);
+  });
+});
+
+describe("vmm-shim supervising a real QEMU", () => {
+  async function shimQemu(name: string) {
+    const shim = await buildVmmShim();
+    const d = join(dir, name);
+    mkdirSync(d);
+    const sock = join(d, "qmp.sock");
+    const child = spawn(
+      shim,
+      [
+        "--state-file",
+        join(d, "state.json"),
+        "--exit-file",
+        join(d, "exit.json"),
+        "--vmm",
+        "qemu-system-x86_64",
+        "-machine",
+        "q35,accel=tcg",
+        "-nodefaults",
+        "-display",
+        "none",
+        "-S",
+        "-qmp",
+        `unix:${sock},server=on,wait=off`,
+      ],
+      { detached: true, stdio: ["ignore", "ignore", "inherit"] },
+    );
+    const shimExited = new Promise<number | null>((resolve) =>
+      child.once("exit", (code) => resolve(code)),
+    );
+    await waitForSocket(join(d, "state.json"));
+    const state = JSON.parse(readFileSync(join(d, "state.json"), "utf8")) as {
+      vmmPid: number;
+    };
+    shimPids.push(child.pid!, state.vmmPid);
+    await waitForSocket(sock);
+    const exit = () =>
+      JSON.parse(readFileSync(join(d, "exit.json"), "utf8")) as {
+        vmm: { exitCode: number | null; signal: number | null };
+        reason: string;
+        stopRequested: boolean;
+      };
+    return { child, shimExited, sock, exit, state };
+  }
+
+  test("QMP quit: the shim records a clean exit", async () => {
+    const vm = await shimQemu("quit");
+    const qmp = await QmpClient.connect(vm.sock);
+    await qmp.execute("quit");
+    await qmp.closed;
+    assert.equal(await vm.shimExited, 0);
+    assert.equal(vm.exit().reason, "vmm exited with code 0");
+    assert.equal(vm.exit().stopRequested, false);
+  });
+
+  test("SIGTERM to the shim stops QEMU through QMP's view too", async () => {
+    const vm = await shimQemu("term");
+    const qmp = await QmpClient.connect(vm.sock);
+    const shutdown = qmp.waitForEvent("SHUTDOWN", { timeoutMs: 10_000 });
+    vm.child.kill("SIGTERM");
+    const ev = await shutdown;
+    assert.equal(ev.data.reason, "host-signal");
+    await qmp.closed;
+    assert.equal(await vm.shimExited, 0);
+    assert.deepEqual(vm.exit().vmm, { exitCode: 0, signal: null });
+    assert.equal(vm.exit().stopRequested, true);
   });
 });

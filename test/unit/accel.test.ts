@@ -3,7 +3,11 @@ import { describe, it } from "node:test";
 import { chooseAccelerator } from "../../src/drivers/qemu/accel.js";
 import { isCorralError } from "../../src/errors.js";
 
-const linux = (kvm: boolean, flags: string) => ({ platform: "linux" as const, kvmDeviceUsable: kvm, cpuFlags: flags });
+const linux = (kvm: boolean, flags: string) => ({
+  platform: "linux" as const,
+  kvmDeviceUsable: kvm,
+  cpuFlags: flags,
+});
 
 describe("chooseAccelerator", () => {
   it("never picks KVM just because /dev/kvm opens", () => {
@@ -19,12 +23,21 @@ describe("chooseAccelerator", () => {
     assert.equal(chooseAccelerator("auto", linux(false, " vmx")).accel, "tcg");
   });
   it("uses HVF on macOS", () => {
-    assert.equal(chooseAccelerator("auto", { platform: "darwin", kvmDeviceUsable: false, cpuFlags: "" }).accel, "hvf");
+    assert.equal(
+      chooseAccelerator("auto", { platform: "darwin", kvmDeviceUsable: false, cpuFlags: "" }).accel,
+      "hvf",
+    );
   });
   it("honours explicit choices and refuses impossible ones", () => {
     assert.equal(chooseAccelerator("tcg", linux(true, " vmx")).accel, "tcg");
     assert.equal(chooseAccelerator("kvm", linux(true, "")).accel, "kvm");
-    assert.throws(() => chooseAccelerator("kvm", linux(false, " vmx")), (e) => isCorralError(e, "UNSUPPORTED"));
-    assert.throws(() => chooseAccelerator("hvf", linux(true, " vmx")), (e) => isCorralError(e, "UNSUPPORTED"));
+    assert.throws(
+      () => chooseAccelerator("kvm", linux(false, " vmx")),
+      (e) => isCorralError(e, "UNSUPPORTED"),
+    );
+    assert.throws(
+      () => chooseAccelerator("hvf", linux(true, " vmx")),
+      (e) => isCorralError(e, "UNSUPPORTED"),
+    );
   });
 });

@@ -54,7 +54,10 @@ describe("parseSpec", () => {
     for (const [input, prefix] of cases) {
       assert.throws(
         () => parseSpec(input),
-        (err) => isCorralError(err, "INVALID_SPEC") && err.message.startsWith(prefix) && err.hint !== undefined,
+        (err) =>
+          isCorralError(err, "INVALID_SPEC") &&
+          err.message.startsWith(prefix) &&
+          err.hint !== undefined,
         JSON.stringify(input),
       );
     }
@@ -71,7 +74,11 @@ describe("parseEnvPairs", () => {
   });
   it("rejects entries without a valid name", () => {
     for (const bad of ["A", "=1", "1A=2", "A-B=1"]) {
-      assert.throws(() => parseEnvPairs([bad]), (err) => isCorralError(err, "INVALID_ARGUMENT"), bad);
+      assert.throws(
+        () => parseEnvPairs([bad]),
+        (err) => isCorralError(err, "INVALID_ARGUMENT"),
+        bad,
+      );
     }
   });
 });

@@ -8,7 +8,9 @@ import { age, printJson, printTable, progressRenderer } from "../render.js";
 export function registerHostCommands(program: Command): void {
   program
     .command("setup")
-    .description("install missing host packages (root), fetch vhost-device-vsock, build the default image")
+    .description(
+      "install missing host packages (root), fetch vhost-device-vsock, build the default image",
+    )
     .option("--refresh", "re-resolve packages from the archive even when cached")
     .option("--json", "print the result as JSON")
     .option("-q, --quiet", "no progress output")
@@ -37,10 +39,14 @@ export function registerHostCommands(program: Command): void {
       if (flags.json) printJson(report);
       else {
         for (const check of report.checks) {
-          process.stdout.write(`${check.ok ? "ok     " : "MISSING"} ${check.name}: ${check.detail}\n`);
+          process.stdout.write(
+            `${check.ok ? "ok     " : "MISSING"} ${check.name}: ${check.detail}\n`,
+          );
           if (check.fix !== undefined) process.stdout.write(`        fix: ${check.fix}\n`);
         }
-        process.stdout.write(`accelerator: ${report.accelerator.accel} (${report.accelerator.reason})\n`);
+        process.stdout.write(
+          `accelerator: ${report.accelerator.accel} (${report.accelerator.reason})\n`,
+        );
         process.stdout.write(`cache: ${report.dirs.cache}\nstate: ${report.dirs.state}\n`);
       }
       if (!report.ok) process.exitCode = 1;
@@ -56,7 +62,13 @@ export function registerHostCommands(program: Command): void {
       if (flags.json) return printJson(images);
       printTable(
         ["NAME", "VERSION", "DIGEST", "SIZE", "CREATED"],
-        images.map((i) => [i.name, i.version, i.digest.slice(0, 19), formatSize(i.sizeBytes), age(i.createdAt)]),
+        images.map((i) => [
+          i.name,
+          i.version,
+          i.digest.slice(0, 19),
+          formatSize(i.sizeBytes),
+          age(i.createdAt),
+        ]),
       );
     });
 }

@@ -2,9 +2,9 @@ import { constants } from "node:os";
 import type { Command } from "commander";
 import { Manager } from "../../core/manager.js";
 import { runInVm } from "../../core/run.js";
-import { collect, specFromFlags, type VmFlags } from "../options.js";
-import { parseEnvPairs } from "../../spec/schema.js";
 import { CorralError } from "../../errors.js";
+import { parseEnvPairs } from "../../spec/schema.js";
+import { collect, specFromFlags, type VmFlags } from "../options.js";
 
 export function addVmFlags(command: Command): Command {
   return command
@@ -58,34 +58,39 @@ export function registerRunCommands(program: Command): void {
       .option("-w, --workdir <dir>", "working directory in the guest")
       .option("-u, --user <user>", "user (name or uid[:gid]) in the guest")
       .passThroughOptions(),
-  ).action(async (argv: string[], flags: VmFlags & { rm?: boolean; interactive?: boolean; workdir?: string; user?: string }) => {
-    const debug = program.opts().debug === true;
-    const interrupt = abortOnInterrupt();
-    try {
-      const result = await runInVm(notices(debug), {
-        spec: specFromFlags(flags),
-        argv,
-        cwd: flags.workdir,
-        user: flags.user,
-        stdin: flags.interactive ? process.stdin : undefined,
-        stdout: process.stdout,
-        stderr: process.stderr,
-        rm: flags.rm === true,
-        signal: interrupt.signal,
-      });
-      process.exitCode = result.status;
-    } catch (err) {
-      if (interrupt.signal.aborted) {
-        process.stderr.write("corral: interrupted; the VM was stopped\n");
-        process.exitCode = 130;
-        return;
+  ).action(
+    async (
+      argv: string[],
+      flags: VmFlags & { rm?: boolean; interactive?: boolean; workdir?: string; user?: string },
+    ) => {
+      const debug = program.opts().debug === true;
+      const interrupt = abortOnInterrupt();
+      try {
+        const result = await runInVm(notices(debug), {
+          spec: specFromFlags(flags),
+          argv,
+          cwd: flags.workdir,
+          user: flags.user,
+          stdin: flags.interactive ? process.stdin : undefined,
+          stdout: process.stdout,
+          stderr: process.stderr,
+          rm: flags.rm === true,
+          signal: interrupt.signal,
+        });
+        process.exitCode = result.status;
+      } catch (err) {
+        if (interrupt.signal.aborted) {
+          process.stderr.write("corral: interrupted; the VM was stopped\n");
+          process.exitCode = 130;
+          return;
+        }
+        throw err;
+      } finally {
+        interrupt.dispose();
+        if (flags.interactive) process.stdin.destroy();
       }
-      throw err;
-    } finally {
-      interrupt.dispose();
-      if (flags.interactive) process.stdin.destroy();
-    }
-  });
+    },
+  );
 
   program
     .command("exec")
@@ -98,28 +103,41 @@ export function registerRunCommands(program: Command): void {
     .option("--env <KEY=VALUE>", "environment for the command (repeatable)", collect)
     .option("--timeout <seconds>", "kill the command after this many seconds")
     .passThroughOptions()
-    .action(async (name: string, argv: string[], flags: { interactive?: boolean; workdir?: string; user?: string; env?: string[]; timeout?: string }) => {
-      const manager = notices(program.opts().debug === true);
-      const agent = await manager.agent(name);
-      const proc = agent.exec({
-        argv,
-        env: flags.env === undefined ? undefined : parseEnvPairs(flags.env),
-        cwd: flags.workdir,
-        user: flags.user,
-        timeoutMs: flags.timeout === undefined ? undefined : Number(flags.timeout) * 1000,
-        stdin: flags.interactive ? process.stdin : undefined,
-      });
-      const forward = () => proc.kill("SIGINT");
-      process.on("SIGINT", forward);
-      try {
-        proc.stdout.pipe(process.stdout, { end: false });
-        proc.stderr.pipe(process.stderr, { end: false });
-        const result = await proc.result;
-        const signo = result.signal === null ? 0 : (constants.signals[result.signal as NodeJS.Signals] ?? 0);
-        process.exitCode = result.exitCode ?? 128 + signo;
-      } finally {
-        process.off("SIGINT", forward);
-        if (flags.interactive) process.stdin.destroy();
-      }
-    });
+    .action(
+      async (
+        name: string,
+        argv: string[],
+        flags: {
+          interactive?: boolean;
+          workdir?: string;
+          user?: string;
+          env?: string[];
+          timeout?: string;
+        },
+      ) => {
+        const manager = notices(program.opts().debug === true);
+        const agent = await manager.agent(name);
+        const proc = agent.exec({
+          argv,
+          env: flags.env === undefined ? undefined : parseEnvPairs(flags.env),
+          cwd: flags.workdir,
+          user: flags.user,
+          timeoutMs: flags.timeout === undefined ? undefined : Number(flags.timeout) * 1000,
+          stdin: flags.interactive ? process.stdin : undefined,
+        });
+        const forward = () => proc.kill("SIGINT");
+        process.on("SIGINT", forward);
+        try {
+          proc.stdout.pipe(process.stdout, { end: false });
+          proc.stderr.pipe(process.stderr, { end: false });
+          const result = await proc.result;
+          const signo =
+            result.signal === null ? 0 : (constants.signals[result.signal as NodeJS.Signals] ?? 0);
+          process.exitCode = result.exitCode ?? 128 + signo;
+        } finally {
+          process.off("SIGINT", forward);
+          if (flags.interactive) process.stdin.destroy();
+        }
+      },
+    );
 }

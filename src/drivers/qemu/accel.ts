@@ -65,7 +65,8 @@ export function chooseAccelerator(
   if (probe.kvmDeviceUsable) {
     return {
       accel: "tcg",
-      reason: "/dev/kvm opens but the CPU exposes no vmx/svm (nested or paravirtual host); using software emulation",
+      reason:
+        "/dev/kvm opens but the CPU exposes no vmx/svm (nested or paravirtual host); using software emulation",
     };
   }
   return { accel: "tcg", reason: "no /dev/kvm; using software emulation" };

@@ -17,11 +17,7 @@ export function qemuArgs(qemuPath: string, vm: VmContext): string[] {
   const machine = microvm
     ? `microvm,memory-backend=mem0,pit=off,pic=off,isa-serial=on,rtc=on`
     : `q35,memory-backend=mem0`;
-  const cmdline = [
-    image.cmdline,
-    `corral.hostname=${spec.name}`,
-    ...spec.cmdline,
-  ].join(" ");
+  const cmdline = [image.cmdline, `corral.hostname=${spec.name}`, ...spec.cmdline].join(" ");
   return [
     qemuPath,
     "-name",
@@ -56,7 +52,8 @@ export function qemuArgs(qemuPath: string, vm: VmContext): string[] {
     "-chardev",
     `socket,id=vsock0,path=${paths.vhostUserSocket}`,
     "-device",
-    `${microvm ? "vhost-user-vsock-device" : "vhost-user-vsock-pci"},chardev=vsock0,guest-cid=${vm.guestCid}`,
+    // The guest CID is the sidecar's to set (--guest-cid): vhost-user devices take none.
+    `${microvm ? "vhost-user-vsock-device" : "vhost-user-vsock-pci"},chardev=vsock0`,
     ...(microvm ? ["-global", "virtio-mmio.force-legacy=false"] : []),
     "-qmp",
     `unix:${paths.qmpSocket},server=on,wait=off`,

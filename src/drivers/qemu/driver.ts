@@ -1,10 +1,10 @@
+import { waitForPath } from "../../core/wait.js";
 import { CorralError } from "../../errors.js";
-import { findVhostDeviceVsock } from "../../host/vhost-device-vsock.js";
 import { requireTool } from "../../host/tools.js";
+import { findVhostDeviceVsock } from "../../host/vhost-device-vsock.js";
 import { QmpClient } from "../../protocols/qmp/client.js";
 import type { VmSpec } from "../../spec/schema.js";
 import type { Driver, DriverCapabilities, LaunchPlan, VmContext } from "../driver.js";
-import { waitForPath } from "../../core/wait.js";
 import { qemuArgs, vhostVsockArgs } from "./args.js";
 
 const QMP_CONNECT_TIMEOUT_MS = 15_000;
@@ -23,7 +23,10 @@ export class QemuDriver implements Driver {
 
   validate(spec: VmSpec): void {
     if (spec.backend !== "qemu") {
-      throw new CorralError("INVALID_SPEC", `backend: the QEMU driver cannot run "${spec.backend}"`);
+      throw new CorralError(
+        "INVALID_SPEC",
+        `backend: the QEMU driver cannot run "${spec.backend}"`,
+      );
     }
   }
 
@@ -47,10 +50,13 @@ export class QemuDriver implements Driver {
     try {
       const status = await qmp.execute<{ status: string; running: boolean }>("query-status");
       if (!status.running) {
-        throw new CorralError("VM_FAILED", `QEMU is not running the guest (status ${status.status})`);
+        throw new CorralError(
+          "VM_FAILED",
+          `QEMU is not running the guest (status ${status.status})`,
+        );
       }
     } finally {
-      qmp.close();
+      await qmp.close();
     }
   }
 
@@ -59,7 +65,7 @@ export class QemuDriver implements Driver {
     try {
       await qmp.execute("system_powerdown");
     } finally {
-      qmp.close();
+      await qmp.close();
     }
   }
 }

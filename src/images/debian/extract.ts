@@ -38,7 +38,10 @@ async function assertInside(root: string, dir: string, entry: string): Promise<v
   // A symlink extracted earlier could redirect a later entry outside the root.
   const real = await realpath(dir);
   if (real !== root && !real.startsWith(root + sep)) {
-    throw new CorralError("ARCHIVE", `refusing ${entry}: its directory resolves outside the target`);
+    throw new CorralError(
+      "ARCHIVE",
+      `refusing ${entry}: its directory resolves outside the target`,
+    );
   }
 }
 

@@ -32,7 +32,10 @@ export interface FetchedDeb {
 function safePoolPath(pkg: DebPackage): string {
   const f = pkg.filename;
   if (f.startsWith("/") || f.split("/").includes("..") || !/^[\w./+~-]+$/.test(f)) {
-    throw new CorralError("DOWNLOAD", `refusing suspicious Filename in index: ${JSON.stringify(f)}`);
+    throw new CorralError(
+      "DOWNLOAD",
+      `refusing suspicious Filename in index: ${JSON.stringify(f)}`,
+    );
   }
   if (!/^[0-9a-f]{64}$/.test(pkg.sha256)) {
     throw new CorralError("DOWNLOAD", `bad SHA256 for ${pkg.name} in the index`);

@@ -35,10 +35,14 @@ async function withRetries<T>(url: string, opts: RetryOptions, fn: () => Promise
     }
   }
   const reason = last instanceof Error ? last.message : String(last);
-  throw new CorralError("DOWNLOAD", `downloading ${url} failed after ${attempts} tries: ${reason}`, {
-    cause: last,
-    hint: "check the network, or set CORRAL_DEBIAN_MIRROR to a reachable Debian mirror",
-  });
+  throw new CorralError(
+    "DOWNLOAD",
+    `downloading ${url} failed after ${attempts} tries: ${reason}`,
+    {
+      cause: last,
+      hint: "check the network, or set CORRAL_DEBIAN_MIRROR to a reachable Debian mirror",
+    },
+  );
 }
 
 async function get(url: string) {

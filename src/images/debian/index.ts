@@ -44,7 +44,10 @@ export interface LoadedIndex {
 
 function suiteDir(suite: string): string {
   if (!/^[a-z0-9][a-z0-9.-]*$/.test(suite)) {
-    throw new CorralError("INVALID_ARGUMENT", `invalid Debian suite name: ${JSON.stringify(suite)}`);
+    throw new CorralError(
+      "INVALID_ARGUMENT",
+      `invalid Debian suite name: ${JSON.stringify(suite)}`,
+    );
   }
   return join(cachePaths.indexes(), suite);
 }
@@ -99,7 +102,8 @@ async function fetchRelease(
       });
     }
     let signatureVerified = false;
-    const sig = verifier === undefined ? undefined : await fetchOptional(`${base}/Release.gpg`);
+    const sig =
+      verifier === undefined ? undefined : await fetchOptional(`${base}/Release.gpg`, retry);
     if (verifier !== undefined && sig !== undefined) {
       await writeFile(join(scratch, "Release"), release);
       await writeFile(join(scratch, "Release.gpg"), sig);
@@ -169,7 +173,10 @@ export async function loadIndex(opts: IndexOptions): Promise<LoadedIndex> {
   }
   const entry = chosen === undefined ? undefined : release.files.get(chosen.path);
   if (chosen === undefined || entry === undefined) {
-    throw new CorralError("DOWNLOAD", `Release of ${opts.suite} lists no ${COMPONENT_INDEX}.xz/.gz`);
+    throw new CorralError(
+      "DOWNLOAD",
+      `Release of ${opts.suite} lists no ${COMPONENT_INDEX}.xz/.gz`,
+    );
   }
 
   let packages = await loadPackagesJson(dir, entry.sha256);
@@ -185,7 +192,9 @@ export async function loadIndex(opts: IndexOptions): Promise<LoadedIndex> {
       ...(opts.retry === undefined ? {} : { retry: opts.retry }),
     });
     try {
-      const text = (await decompressBuffer(chosen.kind, await readFile(compressed))).toString("utf8");
+      const text = (await decompressBuffer(chosen.kind, await readFile(compressed))).toString(
+        "utf8",
+      );
       packages = parsePackages(text);
     } finally {
       await rm(compressed, { force: true });

@@ -84,9 +84,12 @@ export function aptMirrorCandidates(
  * The Debian mirror to download from: $CORRAL_DEBIAN_MIRROR, else the machine's own apt
  * configuration, so corral uses whatever mirror (or proxy) this host is allowed to reach.
  */
-export function debianMirror(): string {
+export function debianMirror(sourcesDir = SOURCES_DIR, sourcesList = SOURCES_LIST): string {
   const fromEnv = process.env.CORRAL_DEBIAN_MIRROR;
-  const uri = fromEnv !== undefined && fromEnv !== "" ? fromEnv : aptMirrorCandidates()[0];
+  const uri =
+    fromEnv !== undefined && fromEnv !== ""
+      ? fromEnv
+      : aptMirrorCandidates(sourcesDir, sourcesList)[0];
   if (uri === undefined) {
     throw new CorralError("SETUP", "no Debian mirror configured", {
       hint:

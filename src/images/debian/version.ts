@@ -12,7 +12,10 @@ function verrevcmp(a: string, b: string): number {
   let j = 0;
   while (i < a.length || j < b.length) {
     let firstDiff = 0;
-    while ((i < a.length && !/[0-9]/.test(a[i] ?? "")) || (j < b.length && !/[0-9]/.test(b[j] ?? ""))) {
+    while (
+      (i < a.length && !/[0-9]/.test(a[i] ?? "")) ||
+      (j < b.length && !/[0-9]/.test(b[j] ?? ""))
+    ) {
       const ac = order(i < a.length ? a[i] : undefined);
       const bc = order(j < b.length ? b[j] : undefined);
       if (ac !== bc) return ac - bc;

@@ -21,6 +21,8 @@ export interface KernelModules {
   modules: Map<string, ModuleInfo>;
   /** Names of modules built into the kernel image. */
   builtin: Set<string>;
+  /** Other files the caller asked to keep from the same pass (e.g. boot/vmlinuz-*). */
+  kept: Map<string, Buffer>;
 }
 
 export function moduleName(name: string): string {
@@ -76,23 +78,38 @@ function infoFrom(path: string, ko: Buffer): ModuleInfo {
   return {
     name,
     path,
-    depends: get("depends").flatMap((d) => d.split(",")).filter(Boolean).map(moduleName),
+    depends: get("depends")
+      .flatMap((d) => d.split(","))
+      .filter(Boolean)
+      .map(moduleName),
     softdepPre,
     aliases: get("alias"),
   };
 }
 
-/** Reads every module's metadata from the kernel .deb in one streaming pass. */
-export async function readKernelModules(debPath: string): Promise<KernelModules> {
+const MODULE_FILE = /^lib\/modules\/([^/]+)\/(kernel\/.*\.ko|modules\.builtin)$/;
+
+/**
+ * Reads every module's metadata from the kernel .deb in one streaming pass (decompressing
+ * the package is the slow part, so files in `keep` are collected in the same pass).
+ */
+export async function readKernelModules(
+  debPath: string,
+  keep: (path: string) => boolean = () => false,
+): Promise<KernelModules> {
   const modules = new Map<string, ModuleInfo>();
   const builtin = new Set<string>();
   const releases = new Set<string>();
+  const kept = new Map<string, Buffer>();
   await readDebFiles(
     debPath,
-    (p) => /^lib\/modules\/[^/]+\/(kernel\/.*\.ko|modules\.builtin)$/.test(p),
+    (p) => MODULE_FILE.test(p) || keep(p),
     (p, data) => {
-      const m = /^lib\/modules\/([^/]+)\/(.*)$/.exec(p);
-      if (m === null) return;
+      const m = MODULE_FILE.exec(p);
+      if (m === null) {
+        kept.set(p, data);
+        return;
+      }
       const [, release = "", rel = ""] = m;
       releases.add(release);
       if (rel === "modules.builtin") {
@@ -113,7 +130,7 @@ export async function readKernelModules(debPath: string): Promise<KernelModules>
       `expected modules of exactly one kernel in ${debPath}, found: ${[...releases].join(", ") || "none"}`,
     );
   }
-  return { release, modules, builtin };
+  return { release, modules, builtin, kept };
 }
 
 function resolveSoftdep(km: KernelModules, wanted: string): ModuleInfo | undefined {
@@ -142,7 +159,10 @@ export function planModuleLoad(km: KernelModules, requested: readonly string[]):
     const name = moduleName(raw);
     if (state.get(name) === "done") return;
     if (state.get(name) === "visiting") {
-      throw new CorralError("IMAGE_BUILD", `module dependency cycle: ${[...chain, name].join(" -> ")}`);
+      throw new CorralError(
+        "IMAGE_BUILD",
+        `module dependency cycle: ${[...chain, name].join(" -> ")}`,
+      );
     }
     const info = soft ? resolveSoftdep(km, raw) : km.modules.get(name);
     if (info === undefined) {

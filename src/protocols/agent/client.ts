@@ -5,14 +5,9 @@
 import type { Readable } from "node:stream";
 import { CorralError } from "../../errors.js";
 import { AgentConnection, type Connect, openStream } from "./connection.js";
+import { ExecProcess, type ExecRequest, type ExecResult } from "./exec.js";
+import { type ReadFileOptions, readFile, type WriteFileOptions, writeFile } from "./files.js";
 import { decodeKvMap, parseUint, requireKey } from "./frames.js";
-import { type ExecRequest, type ExecResult, ExecProcess } from "./exec.js";
-import {
-  type ReadFileOptions,
-  readFile,
-  type WriteFileOptions,
-  writeFile,
-} from "./files.js";
 import { checkPositiveInt } from "./validate.js";
 
 export type { Connect } from "./connection.js";
@@ -59,9 +54,13 @@ export class AgentClient {
     const timeout = new Promise<never>((_, reject) => {
       timer = setTimeout(() => {
         expired = true;
-        const err = new CorralError("TIMEOUT", `guest agent did not answer within ${timeoutMs} ms`, {
-          hint: "the guest may still be booting, or the agent is not running",
-        });
+        const err = new CorralError(
+          "TIMEOUT",
+          `guest agent did not answer within ${timeoutMs} ms`,
+          {
+            hint: "the guest may still be booting, or the agent is not running",
+          },
+        );
         conn?.fail(err);
         reject(err);
       }, timeoutMs);
@@ -135,7 +134,11 @@ export class AgentClient {
     return { ...result, stdout: Buffer.concat(stdout), stderr: Buffer.concat(stderr) };
   }
 
-  writeFile(path: string, data: Buffer | Readable, opts?: WriteFileOptions): Promise<{ size: number }> {
+  writeFile(
+    path: string,
+    data: Buffer | Readable,
+    opts?: WriteFileOptions,
+  ): Promise<{ size: number }> {
     return writeFile(this.connect, path, data, opts);
   }
 

@@ -37,8 +37,10 @@ function hintFor(code: string, stage: string | undefined): string | undefined {
   if (code === "BAD_REQUEST") {
     return "corral and the guest agent disagree; rebuild the guest image with this corral";
   }
-  if (code === "ENOENT") return "check the path exists in the guest (parent directories are not created)";
-  if (code === "EACCES" || code === "EPERM") return "check permissions in the guest, or pass a user";
+  if (code === "ENOENT")
+    return "check the path exists in the guest (parent directories are not created)";
+  if (code === "EACCES" || code === "EPERM")
+    return "check permissions in the guest, or pass a user";
   return undefined;
 }
 

@@ -35,6 +35,9 @@ export interface ExecResult {
   timedOut: boolean;
 }
 
+/** A few frames of slack: pausing the socket after every 64 KiB frame would cost throughput. */
+const STREAM_BUFFER = 256 * 1024;
+
 type Entries = Array<[string, string]>;
 
 function requestEntries(req: ExecRequest): Entries {
@@ -43,10 +46,14 @@ function requestEntries(req: ExecRequest): Entries {
   if (req.cwd !== undefined) entries.push(["cwd", checkAbsolutePath("cwd", req.cwd)]);
   if (req.user !== undefined) entries.push(["user", checkUser(req.user)]);
   if (req.timeoutMs !== undefined) {
-    entries.push(["timeout_ms", String(checkPositiveInt("timeoutMs", req.timeoutMs))]);
+    const timeoutMs = checkPositiveInt("timeoutMs", req.timeoutMs);
+    // The agent's limit (2^40 ms, about 35 years).
+    if (timeoutMs > 2 ** 40) throw invalid("timeoutMs", "is too large");
+    entries.push(["timeout_ms", String(timeoutMs)]);
   }
   if (req.stdin !== undefined) {
-    const ok = typeof req.stdin === "string" || Buffer.isBuffer(req.stdin) || req.stdin instanceof Readable;
+    const ok =
+      typeof req.stdin === "string" || Buffer.isBuffer(req.stdin) || req.stdin instanceof Readable;
     if (!ok) throw invalid("stdin", "must be a Readable, a Buffer or a string");
     entries.push(["stdin", "1"]);
   }
@@ -60,7 +67,8 @@ function parseExit(frame: Frame): ExecResult {
   const code = kv.get("code");
   const signal = kv.get("signal");
   const timeout = kv.get("timeout");
-  const known = Number(code !== undefined) + Number(signal !== undefined) + Number(timeout !== undefined);
+  const known =
+    Number(code !== undefined) + Number(signal !== undefined) + Number(timeout !== undefined);
   if (known !== kv.size || (code === undefined) === (signal === undefined)) {
     throw new CorralError("AGENT_PROTOCOL", "malformed exit frame");
   }
@@ -92,8 +100,14 @@ export class ExecProcess {
   /** Validates synchronously, so bad arguments throw from AgentClient.exec itself. */
   constructor(connect: Connect, req: ExecRequest) {
     const entries = requestEntries(req);
-    this.stdout = new Readable({ read: () => this.unblock(this.stdout) });
-    this.stderr = new Readable({ read: () => this.unblock(this.stderr) });
+    this.stdout = new Readable({
+      highWaterMark: STREAM_BUFFER,
+      read: () => this.unblock(this.stdout),
+    });
+    this.stderr = new Readable({
+      highWaterMark: STREAM_BUFFER,
+      read: () => this.unblock(this.stderr),
+    });
     this.result = new Promise<ExecResult>((resolve, reject) => {
       this.resolveResult = resolve;
       this.rejectResult = reject;

@@ -53,7 +53,9 @@ export async function writeFile(
       failed: reject,
     });
     conn.request("write_file", entries);
-    const body = Buffer.isBuffer(data) ? sendChunks(conn, data, "W") : pumpReadable(conn, data, "W");
+    const body = Buffer.isBuffer(data)
+      ? sendChunks(conn, data, "W")
+      : pumpReadable(conn, data, "W");
     body.then(
       (n) => {
         sent = n;
@@ -61,7 +63,9 @@ export async function writeFile(
       },
       (err: unknown) =>
         conn.fail(
-          new CorralError("AGENT", `reading data for ${path} failed: ${String(err)}`, { cause: err }),
+          new CorralError("AGENT", `reading data for ${path} failed: ${String(err)}`, {
+            cause: err,
+          }),
         ),
     );
   });
@@ -73,7 +77,8 @@ export async function readFile(
   opts: ReadFileOptions = {},
 ): Promise<Buffer> {
   const entries: Array<[string, string]> = [["path", checkAbsolutePath("path", path)]];
-  const maxBytes = opts.maxBytes === undefined ? DEFAULT_MAX_BYTES : checkPositiveInt("maxBytes", opts.maxBytes);
+  const maxBytes =
+    opts.maxBytes === undefined ? DEFAULT_MAX_BYTES : checkPositiveInt("maxBytes", opts.maxBytes);
   if (opts.user !== undefined) entries.push(["user", checkUser(opts.user)]);
   const socket = await openStream(connect);
   const chunks: Buffer[] = [];
@@ -94,7 +99,10 @@ export async function readFile(
         }
         const size = parseSize(frame);
         if (size !== total) {
-          throw new CorralError("AGENT_PROTOCOL", `guest announced ${size} bytes but sent ${total}`);
+          throw new CorralError(
+            "AGENT_PROTOCOL",
+            `guest announced ${size} bytes but sent ${total}`,
+          );
         }
         conn.complete();
         resolve(Buffer.concat(chunks, total));

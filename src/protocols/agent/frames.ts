@@ -54,7 +54,8 @@ export function encodeKv(entries: KeyValues): Buffer {
 /** Decodes a key=value list from the guest. Keys must be lowercase identifiers. */
 export function decodeKv(payload: Buffer): Array<[string, string]> {
   if (payload.length === 0) return [];
-  if (payload[payload.length - 1] !== 0) throw protocolError("key=value list is not NUL-terminated");
+  if (payload[payload.length - 1] !== 0)
+    throw protocolError("key=value list is not NUL-terminated");
   const out: Array<[string, string]> = [];
   let start = 0;
   while (start < payload.length) {
@@ -64,7 +65,8 @@ export function decodeKv(payload: Buffer): Array<[string, string]> {
     const eq = entry.indexOf(0x3d);
     if (eq <= 0) throw protocolError("malformed key=value entry");
     const key = entry.subarray(0, eq).toString("latin1");
-    if (!/^[a-z_][a-z0-9_]{0,31}$/.test(key)) throw protocolError("malformed key in key=value list");
+    if (!/^[a-z_][a-z0-9_]{0,31}$/.test(key))
+      throw protocolError("malformed key in key=value list");
     out.push([key, entry.subarray(eq + 1).toString("utf8")]);
   }
   return out;

@@ -4,11 +4,7 @@ import type { AgentConnection } from "./connection.js";
 import { CHUNK_SIZE } from "./frames.js";
 
 /** Sends data as 'I' frames, waiting whenever the socket is full. */
-export async function sendChunks(
-  conn: AgentConnection,
-  data: Buffer,
-  type = "I",
-): Promise<number> {
+export async function sendChunks(conn: AgentConnection, data: Buffer, type = "I"): Promise<number> {
   let sent = 0;
   for (let off = 0; off < data.length && !conn.finished; off += CHUNK_SIZE) {
     const chunk = data.subarray(off, off + CHUNK_SIZE);

@@ -14,7 +14,8 @@ export function checkString(field: string, value: unknown, allowEmpty = false): 
 
 export function checkAbsolutePath(field: string, value: unknown): string {
   const path = checkString(field, value);
-  if (!path.startsWith("/")) throw invalid(field, `must be an absolute path, got ${JSON.stringify(path)}`);
+  if (!path.startsWith("/"))
+    throw invalid(field, `must be an absolute path, got ${JSON.stringify(path)}`);
   return path;
 }
 
@@ -33,7 +34,8 @@ export function checkEnv(value: unknown): Array<[string, string]> {
     throw invalid("env", "must be an object of strings");
   }
   return Object.entries(value).map(([key, v]) => {
-    if (!ENV_KEY.test(key)) throw invalid(`env.${key}`, "variable names must match [A-Za-z_][A-Za-z0-9_]*");
+    if (!ENV_KEY.test(key))
+      throw invalid(`env.${key}`, "variable names must match [A-Za-z_][A-Za-z0-9_]*");
     return [key, checkString(`env.${key}`, v, true)];
   });
 }
