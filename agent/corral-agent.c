@@ -52,6 +52,8 @@ struct agent_sockaddr_vm {
   unsigned char svm_zero[4];
 };
 #define AGENT_VMADDR_CID_ANY 0xFFFFFFFFu
+#define AGENT_VMADDR_CID_HOST 2u
+#define DEFAULT_READY_PORT 1025
 
 extern char **environ;
 
@@ -1006,18 +1008,49 @@ static int listen_socket(const char *unix_path, unsigned port) {
 }
 
 static void usage(void) {
-  fprintf(stderr, "usage: corral-agent [--port N] [--listen-unix PATH] [--version]\n");
+  fprintf(stderr,
+          "usage: corral-agent [--port N] [--ready-port N] [--listen-unix PATH] [--version]\n");
+}
+
+/*
+ * Tells the host we listen, by connecting to it (host CID 2) on the ready port. The host
+ * waits for this instead of polling CONNECT during boot: requests that reach a guest whose
+ * vsock driver is still initialising were seen to wedge the channel. Best effort: a host
+ * that does not listen just gets no notice.
+ */
+static void notify_host_ready(unsigned port) {
+  int fd = socket(AF_VSOCK, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return;
+  struct agent_sockaddr_vm sa;
+  memset(&sa, 0, sizeof sa);
+  sa.svm_family = AF_VSOCK;
+  sa.svm_port = port;
+  sa.svm_cid = AGENT_VMADDR_CID_HOST;
+  if (connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0) {
+    char line[64];
+    int n = snprintf(line, sizeof line, "READY %s %s\n", AGENT_VERSION, PROTOCOL_VERSION);
+    if (write(fd, line, (size_t)n) != n) {
+      /* the host sees a short line and keeps waiting; nothing to do here */
+    }
+  }
+  close(fd);
 }
 
 int main(int argc, char **argv) {
   const char *unix_path = NULL;
   uint64_t port = DEFAULT_PORT;
+  uint64_t ready_port = DEFAULT_READY_PORT;
   for (int i = 1; i < argc; i++) {
     if (!strcmp(argv[i], "--version")) {
       printf("corral-agent %s (protocol %s)\n", AGENT_VERSION, PROTOCOL_VERSION);
       return 0;
     } else if (!strcmp(argv[i], "--port") && i + 1 < argc) {
       if (parse_u64(argv[++i], UINT32_MAX, &port)) {
+        usage();
+        return 2;
+      }
+    } else if (!strcmp(argv[i], "--ready-port") && i + 1 < argc) {
+      if (parse_u64(argv[++i], UINT32_MAX, &ready_port)) {
         usage();
         return 2;
       }
@@ -1047,6 +1080,7 @@ int main(int argc, char **argv) {
     fprintf(stderr, "corral-agent: listen: %s\n", strerror(errno));
     return 1;
   }
+  if (unix_path == NULL && ready_port != 0) notify_host_ready((unsigned)ready_port);
   for (;;) {
     int c = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
     if (c < 0) {

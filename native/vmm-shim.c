@@ -351,6 +351,9 @@ int main(int argc, char **argv) {
   if (opt.sidecar_wait_path != NULL && opt.sidecar_argv == NULL)
     usage("--sidecar-wait-path needs --sidecar");
 
+  /* Sockets, logs and state files the VMM and sidecar create are the user's alone. */
+  umask(077);
+
   /* Signals are taken synchronously with sigtimedwait, so there are no handler races. */
   sigset_t set;
   sigemptyset(&set);

@@ -19,13 +19,19 @@ registerRunCommands(program);
 registerLifecycleCommands(program);
 registerHostCommands(program);
 
-const debug = process.argv.includes("--debug");
+// --debug works anywhere on the line (before `--`), not only before the subcommand.
+const dashDash = process.argv.indexOf("--");
+const flagArea = dashDash < 0 ? process.argv : process.argv.slice(0, dashDash);
+const debug = flagArea.includes("--debug");
+const argv = debug
+  ? process.argv.filter((arg, i) => arg !== "--debug" || (dashDash >= 0 && i > dashDash))
+  : process.argv;
 program.exitOverride((err) => {
   // commander already printed its message; map usage errors to exit code 2.
   process.exit(err.exitCode === 0 ? 0 : 2);
 });
 try {
-  await program.parseAsync(process.argv);
+  await program.parseAsync(debug ? [...argv.slice(0, 2), "--debug", ...argv.slice(2)] : argv);
 } catch (err) {
   renderError(err, debug);
   process.exitCode = exitCodeFor(err);

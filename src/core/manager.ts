@@ -8,14 +8,15 @@ import { existsSync, mkdirSync, readdirSync, rmSync, writeFileSync } from "node:
 import { setTimeout as sleep } from "node:timers/promises";
 import type { Driver, VmContext } from "../drivers/driver.js";
 import { chooseAccelerator } from "../drivers/qemu/accel.js";
-import { AGENT_VSOCK_PORT } from "../drivers/qemu/args.js";
 import { QemuDriver } from "../drivers/qemu/driver.js";
 import { CorralError, isCorralError } from "../errors.js";
 import { buildVmmShim } from "../host/vmm-shim-binary.js";
 import { findDefaultImage } from "../images/default-image.js";
 import type { ImageInfo } from "../images/image-info.js";
 import { AgentClient } from "../protocols/agent/client.js";
+import { AGENT_READY_PORT, AGENT_VSOCK_PORT } from "../protocols/agent/ports.js";
 import { connectVsock } from "../protocols/hybrid-vsock/connect.js";
+import { firstGuestLine } from "../protocols/hybrid-vsock/listen.js";
 import { parseSpec, type VmSpec, type VmSpecInput } from "../spec/schema.js";
 import { ensurePrivateDir, type InstancePaths, instancePaths, vmsRoot } from "./layout.js";
 import { acquireLock } from "./lock.js";
@@ -164,6 +165,11 @@ export class Manager {
       stoppedAt: undefined,
     };
     this.save(state, paths);
+    const readyNotice = await firstGuestLine(
+      paths.vsockSocket,
+      AGENT_READY_PORT,
+      /^READY \S+ \d+$/,
+    );
     try {
       launchShim({
         shimPath,
@@ -176,12 +182,14 @@ export class Manager {
       await this.driver.afterLaunch(vm, signal);
       state = { ...state, state: "running" };
       this.save(state, paths);
-      await this.waitForAgent(state, paths, signal);
+      await this.waitForAgent(state, paths, readyNotice.line, signal);
+      readyNotice.close();
       writeFileSync(paths.readyFile, "");
       state = { ...state, state: "ready", readyAt: new Date().toISOString() };
       this.save(state, paths);
       return this.info(state, paths);
     } catch (err) {
+      readyNotice.close();
       // The VMM may be dying right now: give the shim a moment to record why.
       const exit =
         readVmmExit(paths) ??
@@ -226,26 +234,39 @@ export class Manager {
     }
   }
 
-  private async waitForAgent(record: VmRecord, paths: InstancePaths, signal?: AbortSignal) {
-    const agent = agentFor(paths);
+  /**
+   * Readiness: the agent announces itself with a guest-initiated connection to the ready
+   * port (no polling while the guest's vsock driver initialises: CONNECTs that arrive then
+   * were seen to wedge vhost-device-vsock), then must answer a ping.
+   */
+  private async waitForAgent(
+    record: VmRecord,
+    paths: InstancePaths,
+    notice: Promise<string>,
+    signal?: AbortSignal,
+  ) {
     const deadline = Date.now() + record.spec.readyTimeoutMs;
-    for (;;) {
+    let announced = false;
+    void notice.then(() => {
+      announced = true;
+    });
+    while (!announced) {
       signal?.throwIfAborted();
       const exit = readVmmExit(paths);
       if (exit !== undefined) throw new CorralError("VM_FAILED", exit.reason);
+      if (Date.now() > deadline) throw notReady(record, paths);
+      await Promise.race([notice, sleep(20)]);
+    }
+    const agent = agentFor(paths);
+    for (;;) {
+      signal?.throwIfAborted();
       try {
         await agent.ping({ timeoutMs: 2_000 });
         return;
       } catch (err) {
         if (!isCorralError(err, "VSOCK") && !isCorralError(err, "TIMEOUT")) throw err;
       }
-      if (Date.now() > deadline) {
-        throw new CorralError(
-          "NOT_READY",
-          `VM "${record.name}" did not answer within ${record.spec.readyTimeoutMs / 1000} s; it was killed`,
-          { hint: failureHint(paths) },
-        );
-      }
+      if (Date.now() > deadline) throw notReady(record, paths);
       await sleep(AGENT_RETRY_MS);
     }
   }
@@ -442,6 +463,14 @@ function failureHint(paths: InstancePaths): string {
       : `last lines of the serial console:\n${serial}`,
   ];
   return parts.filter((p) => p !== "").join("\n");
+}
+
+function notReady(record: VmRecord, paths: InstancePaths): CorralError {
+  return new CorralError(
+    "NOT_READY",
+    `VM "${record.name}" did not answer within ${record.spec.readyTimeoutMs / 1000} s; it was killed`,
+    { hint: failureHint(paths) },
+  );
 }
 
 function agentFor(paths: InstancePaths): AgentClient {

@@ -47,6 +47,17 @@ function abortOnInterrupt(): { signal: AbortSignal; dispose: () => void } {
   };
 }
 
+/** With pass-through options, a `--` after the first operand reaches us: it is not the command. */
+function commandArgv(argv: string[]): string[] {
+  const command = argv[0] === "--" ? argv.slice(1) : argv;
+  if (command.length === 0) {
+    throw new CorralError("INVALID_ARGUMENT", "no command given", {
+      hint: "put the command after --, e.g. corral exec NAME -- uname -a",
+    });
+  }
+  return command;
+}
+
 export function registerRunCommands(program: Command): void {
   addVmFlags(
     program
@@ -68,7 +79,7 @@ export function registerRunCommands(program: Command): void {
       try {
         const result = await runInVm(notices(debug), {
           spec: specFromFlags(flags),
-          argv,
+          argv: commandArgv(argv),
           cwd: flags.workdir,
           user: flags.user,
           stdin: flags.interactive ? process.stdin : undefined,
@@ -118,7 +129,7 @@ export function registerRunCommands(program: Command): void {
         const manager = notices(program.opts().debug === true);
         const agent = await manager.agent(name);
         const proc = agent.exec({
-          argv,
+          argv: commandArgv(argv),
           env: flags.env === undefined ? undefined : parseEnvPairs(flags.env),
           cwd: flags.workdir,
           user: flags.user,

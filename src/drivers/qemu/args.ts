@@ -7,8 +7,6 @@
  */
 import type { VmContext } from "../driver.js";
 
-export const AGENT_VSOCK_PORT = 1024;
-
 export function qemuArgs(qemuPath: string, vm: VmContext): string[] {
   const { spec, paths, image } = vm;
   const mem = `${spec.memory}M`;

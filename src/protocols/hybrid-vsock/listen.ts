@@ -1,0 +1,62 @@
+/**
+ * Guest-initiated hybrid vsock: a guest connection to host port P arrives on the unix socket
+ * `<uds_path>_P` (Firecracker's convention, also vhost-device-vsock's and Cloud Hypervisor's).
+ */
+import { chmodSync } from "node:fs";
+import { createServer, type Server, type Socket } from "node:net";
+import { CorralError } from "../../errors.js";
+
+export function guestPortPath(udsPath: string, port: number): string {
+  return `${udsPath}_${port}`;
+}
+
+/** Listens for guest connections to `port`; the socket file is 0600. */
+export async function listenForGuest(
+  udsPath: string,
+  port: number,
+  onConnection: (socket: Socket) => void,
+): Promise<Server> {
+  const path = guestPortPath(udsPath, port);
+  const server = createServer(onConnection);
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", (err) =>
+      reject(new CorralError("VSOCK", `cannot listen on ${path}: ${err.message}`, { cause: err })),
+    );
+    server.listen(path, () => resolve());
+  });
+  chmodSync(path, 0o600);
+  return server;
+}
+
+/**
+ * Resolves with the first line a guest sends on `port` (bounded: the guest is untrusted).
+ * Lines that don't match `pattern` are ignored; the caller owns timeouts via `signal`.
+ */
+export async function firstGuestLine(
+  udsPath: string,
+  port: number,
+  pattern: RegExp,
+  maxBytes = 128,
+): Promise<{ line: Promise<string>; close: () => void }> {
+  let deliver: (line: string) => void = () => {};
+  const line = new Promise<string>((resolve) => {
+    deliver = resolve;
+  });
+  const server = await listenForGuest(udsPath, port, (socket) => {
+    let buffered = "";
+    socket.setEncoding("latin1");
+    socket.on("error", () => socket.destroy());
+    socket.on("data", (chunk: string) => {
+      buffered += chunk;
+      const newline = buffered.indexOf("\n");
+      if (newline >= 0) {
+        const text = buffered.slice(0, newline);
+        socket.destroy();
+        if (pattern.test(text)) deliver(text);
+      } else if (buffered.length > maxBytes) {
+        socket.destroy();
+      }
+    });
+  });
+  return { line, close: () => server.close() };
+}
