@@ -92,7 +92,7 @@ describe("exec on one running VM", () => {
       "--",
       "sh",
       "-c",
-      "head -c 10485760 /dev/urandom | tee /tmp/big | sha256sum >&2",
+      "head -c 10485760 /dev/urandom > /tmp/big; sha256sum /tmp/big >&2; cat /tmp/big",
     ]);
     assert.equal(r.code, 0, r.stderr);
     assert.equal(r.stdout.length, 10 * 1024 * 1024);

@@ -15,6 +15,8 @@ export interface RootfsInputs {
   initDir: string;
   kernelRelease: string;
   modules: LoadPlan;
+  /** The subset init loads at every boot; the rest load on demand (`corral.modules=`). */
+  bootModules: LoadPlan;
   /** Host directory the planned modules were extracted to (holds lib/modules/<release>/...). */
   modulesRoot: string;
   modulesDep: string;
@@ -48,7 +50,7 @@ export async function rootfsEntries(r: RootfsInputs): Promise<CpioEntry[]> {
       path: MODULE_LIST_PATH,
       type: "file",
       mode: 0o644,
-      data: Buffer.from(r.modules.order.map((m) => `/${moduleDir}/${m.path}\n`).join("")),
+      data: Buffer.from(r.bootModules.order.map((m) => `/${moduleDir}/${m.path}\n`).join("")),
     },
     {
       path: `${moduleDir}/modules.dep`,
