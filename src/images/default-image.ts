@@ -72,7 +72,7 @@ export const BOOT_MODULES = [
 ] as const;
 
 /** Bump when the image layout changes in a way the hashed inputs don't capture. */
-const BUILDER_VERSION = 1;
+const BUILDER_VERSION = 2;
 
 const INIT_FILES = ["inittab", "rc", "passwd", "group", "hosts", "power-button"];
 
@@ -300,6 +300,7 @@ async function buildInto(finalDir: string, p: BuildPlan): Promise<ImageInfo> {
       inputs: {
         ...p.inputs,
         modules: plan.order.map((m) => m.name),
+        bootModules: bootPlan.order.map((m) => m.name),
         initrdUncompressedBytes: initrd.uncompressedSize,
         signatureVerified: p.signatureVerified,
       },

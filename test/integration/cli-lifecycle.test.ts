@@ -72,16 +72,19 @@ describe("lifecycle across separate CLI invocations", () => {
 
   it("runs two VMs at once", async () => {
     await Promise.all(["one", "two"].map((n) => box.corral(["create", "--name", n])));
-    const starts = await Promise.all(["one", "two"].map((n) => box.corral(["start", n])));
-    for (const s of starts) assert.equal(s.code, 0, s.stderr);
-    const outs = await Promise.all(
-      ["one", "two"].map((n) => box.corral(["exec", n, "--", "hostname"])),
-    );
-    assert.deepEqual(
-      outs.map((o) => o.stdout.toString()),
-      ["one\n", "two\n"],
-    );
-    assert.equal((await box.corral(["rm", "-f", "one", "two"])).code, 0);
+    try {
+      const starts = await Promise.all(["one", "two"].map((n) => box.corral(["start", n])));
+      for (const s of starts) assert.equal(s.code, 0, s.stderr);
+      const outs = await Promise.all(
+        ["one", "two"].map((n) => box.corral(["exec", n, "--", "hostname"])),
+      );
+      assert.deepEqual(
+        outs.map((o) => o.stdout.toString()),
+        ["one\n", "two\n"],
+      );
+    } finally {
+      assert.equal((await box.corral(["rm", "-f", "one", "two"])).code, 0);
+    }
   });
 });
 

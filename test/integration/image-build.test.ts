@@ -119,7 +119,7 @@ describe("default image", { timeout: 15 * 60_000 }, () => {
     assert.ok(boot.serial.includes("corral-init: start"), boot.serial);
     assert.ok(boot.readyAfterMs !== undefined, `no READY line:\n${boot.serial}`);
     assert.doesNotMatch(boot.serial, /insmod .* failed/);
-    const modules = (image.inputs.modules as string[]).length;
+    const modules = (image.inputs.bootModules as string[]).length;
     assert.ok(boot.serial.includes(`corral-init: ${modules} modules loaded`), boot.serial);
     assert.ok(boot.poweredOff, `QEMU did not exit after system_powerdown:\n${boot.serial}`);
   });

@@ -1,5 +1,5 @@
-import { waitForPath } from "../../core/wait.js";
-import { CorralError } from "../../errors.js";
+import { retryUntil, waitForPath } from "../../core/wait.js";
+import { CorralError, isCorralError } from "../../errors.js";
 import { requireTool } from "../../host/tools.js";
 import { findVhostDeviceVsock } from "../../host/vhost-device-vsock.js";
 import { QmpClient } from "../../protocols/qmp/client.js";
@@ -46,7 +46,15 @@ export class QemuDriver implements Driver {
 
   async afterLaunch(vm: VmContext, signal?: AbortSignal): Promise<void> {
     await waitForPath(vm.paths.qmpSocket, QMP_CONNECT_TIMEOUT_MS, signal);
-    const qmp = await QmpClient.connect(vm.paths.qmpSocket, { timeoutMs: QMP_CONNECT_TIMEOUT_MS });
+    // QEMU binds the socket a moment before it listens: ECONNREFUSED in between is normal.
+    const qmp = await retryUntil(
+      () =>
+        QmpClient.connect(vm.paths.qmpSocket, { timeoutMs: QMP_CONNECT_TIMEOUT_MS }).catch((err) => {
+          if (isCorralError(err, "QMP") && err.details?.errno === "ECONNREFUSED") return undefined;
+          throw err;
+        }),
+      { timeoutMs: QMP_CONNECT_TIMEOUT_MS, intervalMs: 5, signal },
+    );
     try {
       const status = await qmp.execute<{ status: string; running: boolean }>("query-status");
       if (!status.running) {

@@ -174,11 +174,19 @@ export class QmpClient {
 
   #attach(): void {
     this.#socket.on("error", (err: NodeJS.ErrnoException) => {
+      // A reset is QEMU going away mid-read, the same event as a clean close.
+      const gone = err.code === "ECONNRESET" || err.code === "EPIPE";
       this.#fail(
-        new CorralError("QMP", `QMP socket error: ${err.message}`, {
-          cause: err,
-          details: { errno: err.code },
-        }),
+        new CorralError(
+          "QMP",
+          gone
+            ? `QEMU closed the QMP connection (${err.message})`
+            : `QMP socket error: ${err.message}`,
+          {
+            cause: err,
+            details: { errno: err.code },
+          },
+        ),
       );
     });
     this.#socket.on("close", () => {
