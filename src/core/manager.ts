@@ -289,7 +289,11 @@ export class Manager {
           // fall through to the kill
         }
       }
-      return this.finishStop(record, paths, readVmmExit(paths) === undefined);
+      const graceful = readVmmExit(paths)?.vmm?.exitCode === 0;
+      record.reason = graceful
+        ? "stopped by user (the guest shut down cleanly)"
+        : `stopped by user (killed: no clean shutdown within ${timeoutMs / 1000} s)`;
+      return this.finishStop(record, paths, !graceful);
     } finally {
       release();
     }

@@ -41,6 +41,7 @@ describe("lifecycle across separate CLI invocations", () => {
     assert.equal(stop.code, 0, stop.stderr);
     const stopped = await inspect("life");
     assert.equal(stopped.state, "stopped");
+    assert.match(stopped.reason, /shut down cleanly/, "stop goes through the ACPI power button");
     assert.equal(
       processesMentioning(stopped.paths.runDir).length,
       0,

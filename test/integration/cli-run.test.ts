@@ -123,3 +123,31 @@ describe("exec on one running VM", () => {
     assert.ok(vm.pids.vmm > 0);
   });
 });
+
+describe("Ctrl-C during run", () => {
+  it("stops the command and the VM, removes it with --rm, and exits 130", async () => {
+    const child = box.spawnCorral([
+      "run",
+      "--rm",
+      "--name",
+      "interrupted",
+      "--",
+      "sh",
+      "-c",
+      "echo started; sleep 600",
+    ]);
+    const exited = new Promise<number | null>((resolve) =>
+      child.on("close", (code) => resolve(code)),
+    );
+    await new Promise<void>((resolve) => {
+      child.stdout?.on("data", (chunk: Buffer) => {
+        if (chunk.toString().includes("started")) resolve();
+      });
+    });
+    child.kill("SIGINT");
+    assert.equal(await exited, 130);
+    const ls = JSON.parse((await box.corral(["ls", "--json"])).stdout.toString());
+    assert.ok(!ls.some((vm: { name: string }) => vm.name === "interrupted"));
+    assert.deepEqual(processesMentioning(`${box.stateDir}/vms/interrupted/`), []);
+  });
+});

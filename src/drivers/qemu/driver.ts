@@ -49,10 +49,13 @@ export class QemuDriver implements Driver {
     // QEMU binds the socket a moment before it listens: ECONNREFUSED in between is normal.
     const qmp = await retryUntil(
       () =>
-        QmpClient.connect(vm.paths.qmpSocket, { timeoutMs: QMP_CONNECT_TIMEOUT_MS }).catch((err) => {
-          if (isCorralError(err, "QMP") && err.details?.errno === "ECONNREFUSED") return undefined;
-          throw err;
-        }),
+        QmpClient.connect(vm.paths.qmpSocket, { timeoutMs: QMP_CONNECT_TIMEOUT_MS }).catch(
+          (err) => {
+            if (isCorralError(err, "QMP") && err.details?.errno === "ECONNREFUSED")
+              return undefined;
+            throw err;
+          },
+        ),
       { timeoutMs: QMP_CONNECT_TIMEOUT_MS, intervalMs: 5, signal },
     );
     try {
