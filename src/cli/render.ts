@@ -51,6 +51,7 @@ export function exitCodeFor(err: unknown): number {
 export function progressRenderer(enabled: boolean): (event: ProgressEvent) => void {
   const tty = process.stderr.isTTY === true;
   let lastDraw = 0;
+  const printed = new Set<string>();
   return (event) => {
     if (!enabled) return;
     const amount =
@@ -66,7 +67,13 @@ export function progressRenderer(enabled: boolean): (event: ProgressEvent) => vo
       lastDraw = now;
       process.stderr.write(`\r\x1b[K${text.slice(0, (process.stderr.columns ?? 100) - 1)}`);
       if (event.done) process.stderr.write("\n");
-    } else if (event.done || event.current === undefined) {
+    } else {
+      // Logs and CI: one line per step, plus the final size of each download.
+      const key = `${event.phase}\0${event.label}`;
+      const finalAmount = event.done === true && event.current !== undefined;
+      if (printed.has(key) && !finalAmount) return;
+      if (!printed.has(key) && event.current !== undefined && !finalAmount) return;
+      printed.add(key);
       process.stderr.write(`${text}\n`);
     }
   };

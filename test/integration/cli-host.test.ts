@@ -2,13 +2,11 @@ import assert from "node:assert/strict";
 import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { after, before, describe, it } from "node:test";
-import { type Sandbox, sandbox } from "./harness.js";
+import { after, describe, it } from "node:test";
+import { sandbox } from "./harness.js";
 
-let box: Sandbox;
-before(() => {
-  box = sandbox();
-});
+// One private state directory per file; cleanup() also proves no process of it survives.
+const box = sandbox();
 after(() => box.cleanup());
 
 describe("host commands", () => {

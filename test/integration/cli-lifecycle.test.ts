@@ -2,18 +2,13 @@ import assert from "node:assert/strict";
 import { mkdtempSync, readdirSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { after, before, describe, it } from "node:test";
+import { after, describe, it } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
-import { processesMentioning, type Sandbox, sandbox } from "./harness.js";
+import { processesMentioning, sandbox } from "./harness.js";
 
-let box: Sandbox;
-before(() => {
-  box = sandbox();
-});
-after(async () => {
-  await box.cleanup();
-  assert.deepEqual(processesMentioning(box.stateDir), [], "no process of this sandbox survives");
-});
+// One private state directory per file; cleanup() also proves no process of it survives.
+const box = sandbox();
+after(() => box.cleanup());
 
 const inspect = async (name: string) =>
   JSON.parse((await box.corral(["inspect", name])).stdout.toString());
@@ -37,7 +32,15 @@ describe("lifecycle across separate CLI invocations", () => {
       "echo one > /tmp/mark; cat /tmp/mark",
     ]);
     assert.equal(first.stdout.toString(), "one\n");
+    const follower = box.spawnCorral(["logs", "-f", "life"]);
+    let followed = "";
+    follower.stdout?.on("data", (chunk: Buffer) => {
+      followed += chunk.toString();
+    });
+    const followerDone = new Promise<number | null>((resolve) => follower.on("close", resolve));
     const stop = await box.corral(["stop", "life"]);
+    assert.equal(await followerDone, 0, "logs -f ends when the VM stops");
+    assert.match(followed, /corral-init: ready/);
     assert.equal(stop.code, 0, stop.stderr);
     const stopped = await inspect("life");
     assert.equal(stopped.state, "stopped");

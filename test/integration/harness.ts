@@ -26,7 +26,7 @@ export interface Sandbox {
     options?: { input?: string | Buffer; env?: NodeJS.ProcessEnv; timeoutMs?: number },
   ): Promise<CliResult>;
   spawnCorral(args: string[], options?: SpawnOptions): ReturnType<typeof spawn>;
-  /** Kills every VM of this sandbox and removes its state. */
+  /** Kills every VM of this sandbox, removes its state, and fails if any process survives. */
   cleanup(): Promise<void>;
 }
 
@@ -74,7 +74,11 @@ export function sandbox(): Sandbox {
         names = [];
       }
       if (names.length > 0) await corral(["rm", "-f", ...names]);
+      const survivors = processesMentioning(stateDir);
       rmSync(stateDir, { recursive: true, force: true });
+      if (survivors.length > 0) {
+        throw new Error(`processes of ${stateDir} survived cleanup: ${survivors.join(", ")}`);
+      }
     },
   };
 }
