@@ -9,6 +9,24 @@ import { isAlive, processStartTime } from "./process.js";
 
 export type Release = () => void;
 
+/** Takes the lock only if it is free right now (stale locks count as free). */
+export function tryLock(path: string): Release | undefined {
+  const me = `${process.pid} ${processStartTime(process.pid) ?? ""}`;
+  for (let attempt = 0; attempt < 2; attempt++) {
+    try {
+      const fd = openSync(path, "wx", 0o600);
+      writeSync(fd, me);
+      closeSync(fd);
+      return () => rmSync(path, { force: true });
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== "EEXIST") throw err;
+    }
+    if (!holderIsGone(path)) return undefined;
+    rmSync(path, { force: true });
+  }
+  return undefined;
+}
+
 export async function acquireLock(
   path: string,
   what: string,

@@ -19,7 +19,7 @@ import { connectVsock } from "../protocols/hybrid-vsock/connect.js";
 import { firstGuestLine } from "../protocols/hybrid-vsock/listen.js";
 import { parseSpec, type VmSpec, type VmSpecInput } from "../spec/schema.js";
 import { ensurePrivateDir, type InstancePaths, instancePaths, vmsRoot } from "./layout.js";
-import { acquireLock } from "./lock.js";
+import { acquireLock, tryLock } from "./lock.js";
 import { isAlive, signalProcess } from "./process.js";
 import { reconcile, releaseResources } from "./reconcile.js";
 import { ACTIVE_STATES, readRecord, type VmRecord, type VmState, writeRecord } from "./record.js";
@@ -369,7 +369,7 @@ export class Manager {
 
   async inspect(name: string): Promise<VmInfo> {
     const { record, paths } = this.load(name);
-    return this.info(reconcile(record, paths), paths);
+    return this.info(this.observe(record, paths), paths);
   }
 
   async list(): Promise<VmInfo[]> {
@@ -393,7 +393,7 @@ export class Manager {
   /** An agent client for a ready VM. */
   async agent(name: string): Promise<AgentClient> {
     const { record, paths } = this.load(name);
-    const current = reconcile(record, paths);
+    const current = this.observe(record, paths);
     if (current.state !== "ready") {
       throw new CorralError("VM_STATE", `VM "${name}" is ${current.state}, not ready`, {
         hint:
@@ -403,6 +403,21 @@ export class Manager {
       });
     }
     return agentFor(paths);
+  }
+
+  /**
+   * Reconciles for a read-only command. Persists only when the VM's lock is free: a command
+   * holding it (a stop in progress) owns the record, and a concurrent write would clobber it.
+   */
+  private observe(record: VmRecord, paths: InstancePaths): VmRecord {
+    if (!ACTIVE_STATES.includes(record.state)) return record;
+    const release = tryLock(paths.lock);
+    if (release === undefined) return record;
+    try {
+      return reconcile(readRecord(paths.config, record.name), paths);
+    } finally {
+      release();
+    }
   }
 
   serialLogPath(name: string): string {

@@ -4,7 +4,7 @@ import { existsSync, mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, it } from "node:test";
-import { acquireLock } from "../../src/core/lock.js";
+import { acquireLock, tryLock } from "../../src/core/lock.js";
 import { isCorralError } from "../../src/errors.js";
 
 describe("acquireLock", () => {
@@ -23,5 +23,14 @@ describe("acquireLock", () => {
     writeFileSync(path, `${pid} 12345`);
     const release = await acquireLock(path, "vm", 100);
     release();
+  });
+  it("tryLock never waits: it fails while held and succeeds once released", async () => {
+    const path = join(mkdtempSync(join(tmpdir(), "corral-lock-")), "lock");
+    const release = await acquireLock(path, "vm");
+    assert.equal(tryLock(path), undefined);
+    release();
+    const second = tryLock(path);
+    assert.ok(second !== undefined);
+    second();
   });
 });
