@@ -7,15 +7,17 @@
  *     images/<name>/<digest>/         built guest images (kernel, initrd, image.json)
  *     tools/<name>/<version>/         host tools corral fetched (vhost-device-vsock)
  *     build/<kind>-<hash>/            compiled artifacts (guest agent, vmm shim)
+ *     blobs/<algorithm>/<hex>         OCI blobs (layers), content-addressed, verified
  *   state  ($CORRAL_STATE_DIR | $XDG_STATE_HOME/corral | ~/.local/state/corral)
  *     vms/<name>/                     one instance directory per VM (see InstancePaths)
  *   run    (sockets; short paths because sun_path is limited to 107 bytes)
  *     $XDG_RUNTIME_DIR/corral or /tmp/corral-<uid>, then <state-hash>/<vm-id>/
  */
 import { createHash } from "node:crypto";
-import { mkdirSync } from "node:fs";
+import { lstatSync, mkdirSync } from "node:fs";
 import { homedir, userInfo } from "node:os";
 import { join } from "node:path";
+import { CorralError } from "../errors.js";
 
 function env(name: string): string | undefined {
   const value = process.env[name];
@@ -57,6 +59,13 @@ export const cachePaths = {
   tool: (name: string, version: string) => join(cacheRoot(), "tools", name, version),
   build: (kind: string, hash: string) => join(cacheRoot(), "build", `${kind}-${hash}`),
   tmp: () => join(cacheRoot(), "tmp"),
+  blobs: () => join(cacheRoot(), "blobs"),
+  /** `digest` is `<algorithm>:<hex>`; anything else could name a path outside the cache. */
+  blob: (digest: string) => {
+    const match = /^([a-z0-9]+):([a-f0-9]{32,})$/.exec(digest);
+    if (match === null) throw new Error(`not a content digest: ${JSON.stringify(digest)}`);
+    return join(cacheRoot(), "blobs", match[1]!, match[2]!);
+  },
 };
 
 export function vmsRoot(): string {
@@ -106,5 +115,19 @@ export function instancePaths(name: string, id: string): InstancePaths {
 /** Creates a directory only the current user can enter (sockets live in such directories). */
 export function ensurePrivateDir(path: string): string {
   mkdirSync(path, { recursive: true, mode: 0o700 });
+  // /tmp is shared: another user could have created our directory first, or planted a link.
+  for (const dir of [runBase(), runRoot()]) {
+    if (path.startsWith(dir)) assertPrivate(dir);
+  }
   return path;
+}
+
+function assertPrivate(dir: string): void {
+  const st = lstatSync(dir);
+  const uid = process.getuid?.();
+  if (!st.isDirectory() || (uid !== undefined && st.uid !== uid) || (st.mode & 0o077) !== 0) {
+    throw new CorralError("SETUP", `${dir} is not a private directory of the current user`, {
+      hint: `remove it (or fix it: owner you, mode 0700) and retry; set XDG_RUNTIME_DIR to use another place`,
+    });
+  }
 }
