@@ -246,6 +246,8 @@ struct request {
   int has_timeout;
   mode_t mode;
   int has_mode;
+  uint64_t time_ms;
+  int has_time;
 };
 
 /* Parses the NUL-terminated key=value list in place. Returns NULL or an error message. */
@@ -287,6 +289,9 @@ static const char *parse_request(char *p, uint32_t len, struct request *rq) {
       for (const char *c = v; *c; c++) n = n * 8 + (uint64_t)(*c - '0');
       rq->mode = (mode_t)n;
       rq->has_mode = 1;
+    } else if (!strcmp(k, "time_ms")) {
+      if (parse_u64(v, (uint64_t)1 << 52, &rq->time_ms)) return "time_ms must be a number";
+      rq->has_time = 1;
     } else if (!strcmp(k, "version")) {
       if (strcmp(v, PROTOCOL_VERSION)) return "unsupported protocol version";
     } else {
@@ -421,6 +426,24 @@ static void op_ping(int sock) {
   clock_gettime(CLOCK_BOOTTIME, &ts);
   kv_addu(&kv, "uptime_ms", (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000);
   send_frame(sock, 'P', kv.buf, (uint32_t)kv.len);
+}
+
+/* The guest's clock stands still while its VM is paused or snapshotted; the host sets it
+ * back to the real time on resume. */
+static void op_set_time(int sock, const struct request *rq) {
+  if (!rq->has_time) {
+    send_fail(sock, "BAD_REQUEST", NULL, "set_time needs time_ms");
+    return;
+  }
+  struct timespec ts = {.tv_sec = (time_t)(rq->time_ms / 1000),
+                        .tv_nsec = (long)(rq->time_ms % 1000) * 1000000L};
+  if (clock_settime(CLOCK_REALTIME, &ts) < 0) {
+    send_fail(sock, errno_code(errno), "set_time", "clock_settime: %s", strerror(errno));
+    return;
+  }
+  struct kv kv = {.len = 0};
+  kv_addu(&kv, "time_ms", rq->time_ms);
+  send_frame(sock, 'Z', kv.buf, (uint32_t)kv.len);
 }
 
 /* ---------------------------------------------------------------- files ops */
@@ -927,6 +950,8 @@ static void handle(int sock) {
     op_ping(sock);
   } else if (!strcmp(rq.op, "exec")) {
     op_exec(sock, &rq, buf);
+  } else if (!strcmp(rq.op, "set_time")) {
+    op_set_time(sock, &rq);
   } else if (!strcmp(rq.op, "read_file") || !strcmp(rq.op, "write_file")) {
     if (!rq.path || rq.path[0] != '/') {
       send_fail(sock, "BAD_REQUEST", NULL, "path must be absolute");

@@ -6,7 +6,7 @@
 import { randomBytes } from "node:crypto";
 import { existsSync, mkdirSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { setTimeout as sleep } from "node:timers/promises";
-import type { Driver, VmContext } from "../drivers/driver.js";
+import { type Driver, unsupported, type VmContext } from "../drivers/driver.js";
 import { chooseAccelerator } from "../drivers/qemu/accel.js";
 import { QemuDriver } from "../drivers/qemu/driver.js";
 import { CorralError, isCorralError } from "../errors.js";
@@ -278,9 +278,14 @@ export class Manager {
     try {
       let record = reconcile(readRecord(paths.config, name), paths);
       if (!ACTIVE_STATES.includes(record.state)) return this.info(record, paths);
+      const wasPaused = record.state === "paused";
       record = { ...record, state: "stopping", desired: "stopped", reason: "stopped by user" };
       this.save(record, paths);
       const timeoutMs = options.timeoutMs ?? 10_000;
+      if (wasPaused && timeoutMs > 0) {
+        // A frozen guest cannot see the power button.
+        await this.driver.resume?.(this.context(record, paths)).catch(() => {});
+      }
       if (timeoutMs > 0) {
         try {
           await this.driver.requestShutdown(this.context(record, paths));
@@ -294,6 +299,52 @@ export class Manager {
         ? "stopped by user (the guest shut down cleanly)"
         : `stopped by user (killed: no clean shutdown within ${timeoutMs / 1000} s)`;
       return this.finishStop(record, paths, !graceful);
+    } finally {
+      release();
+    }
+  }
+
+  /** Freezes the VM's vCPUs; `resume` continues it. Memory stays allocated. */
+  async pause(name: string): Promise<VmInfo> {
+    return this.transition(name, "ready", "paused", async (vm) => {
+      const driver = this.driver;
+      if (driver.pause === undefined) throw unsupported(driver.capabilities.backend, "pause");
+      await driver.pause(vm);
+    });
+  }
+
+  /** Continues a paused VM and sets the guest's clock, which stood still while paused. */
+  async resume(name: string): Promise<VmInfo> {
+    return this.transition(name, "paused", "ready", async (vm) => {
+      const driver = this.driver;
+      if (driver.resume === undefined) throw unsupported(driver.capabilities.backend, "resume");
+      await driver.resume(vm);
+      await agentFor(vm.paths).setTime();
+    });
+  }
+
+  private async transition(
+    name: string,
+    from: VmState,
+    to: VmState,
+    act: (vm: VmContext) => Promise<void>,
+  ): Promise<VmInfo> {
+    const { paths } = this.load(name);
+    const release = await acquireLock(paths.lock, `VM "${name}"`);
+    try {
+      const record = reconcile(readRecord(paths.config, name), paths);
+      if (record.state !== from) {
+        throw new CorralError("VM_STATE", `VM "${name}" is ${record.state}, not ${from}`, {
+          hint:
+            from === "paused"
+              ? `only a paused VM can be resumed`
+              : `start it with "corral start ${name}"`,
+        });
+      }
+      await act(this.context(record, paths));
+      const next: VmRecord = { ...record, state: to, reason: undefined };
+      this.save(next, paths);
+      return this.info(next, paths);
     } finally {
       release();
     }
@@ -399,7 +450,9 @@ export class Manager {
         hint:
           current.state === "failed"
             ? `it failed: ${current.reason ?? "unknown reason"}; see "corral logs ${name}"`
-            : `start it with "corral start ${name}"`,
+            : current.state === "paused"
+              ? `resume it with "corral resume ${name}"`
+              : `start it with "corral start ${name}"`,
       });
     }
     return agentFor(paths);

@@ -10,6 +10,7 @@ export const VM_STATES = [
   "starting",
   "running",
   "ready",
+  "paused",
   "stopping",
   "stopped",
   "failed",
@@ -17,7 +18,13 @@ export const VM_STATES = [
 export type VmState = (typeof VM_STATES)[number];
 
 /** States in which a VMM process should exist. */
-export const ACTIVE_STATES: readonly VmState[] = ["starting", "running", "ready", "stopping"];
+export const ACTIVE_STATES: readonly VmState[] = [
+  "starting",
+  "running",
+  "ready",
+  "paused",
+  "stopping",
+];
 
 const recordSchema = z.object({
   version: z.literal(1),

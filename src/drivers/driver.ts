@@ -65,6 +65,9 @@ export interface Driver {
   afterLaunch(vm: VmContext, signal?: AbortSignal): Promise<void>;
   /** Asks the guest to shut down cleanly; resolves once the request was delivered. */
   requestShutdown(vm: VmContext): Promise<void>;
+  /** Freezes the vCPUs (capabilities.pause); guest memory and devices stay as they are. */
+  pause?(vm: VmContext): Promise<void>;
+  resume?(vm: VmContext): Promise<void>;
 }
 
 export function unsupported(backend: Backend, operation: string): CorralError {

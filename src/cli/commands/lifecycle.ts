@@ -65,6 +65,22 @@ export function registerLifecycleCommands(program: Command): void {
       }
     });
 
+  for (const [verb, what] of [
+    ["pause", "freeze a VM's vCPUs (memory stays allocated)"],
+    ["resume", "continue a paused VM and set its clock"],
+  ] as const) {
+    program
+      .command(verb)
+      .description(what)
+      .argument("<name...>", "VM names")
+      .action(async (names: string[]) => {
+        for (const name of names) {
+          await manager()[verb](name);
+          process.stdout.write(`${name}\n`);
+        }
+      });
+  }
+
   program
     .command("kill")
     .description("kill a VM immediately")

@@ -15,7 +15,7 @@ export class QemuDriver implements Driver {
     machines: ["q35", "microvm"],
     gracefulStop: "acpi-power-button",
     guestChannel: "hybrid-vsock",
-    pause: false,
+    pause: true,
     snapshots: false,
     balloon: false,
     sharedFolders: [],
@@ -71,10 +71,22 @@ export class QemuDriver implements Driver {
     }
   }
 
-  async requestShutdown(vm: VmContext): Promise<void> {
+  requestShutdown(vm: VmContext): Promise<void> {
+    return this.command(vm, "system_powerdown");
+  }
+
+  pause(vm: VmContext): Promise<void> {
+    return this.command(vm, "stop");
+  }
+
+  resume(vm: VmContext): Promise<void> {
+    return this.command(vm, "cont");
+  }
+
+  private async command(vm: VmContext, command: string): Promise<void> {
     const qmp = await QmpClient.connect(vm.paths.qmpSocket, { timeoutMs: 5_000 });
     try {
-      await qmp.execute("system_powerdown");
+      await qmp.execute(command);
     } finally {
       await qmp.close();
     }

@@ -4,6 +4,7 @@
  */
 import type { Readable } from "node:stream";
 import { CorralError } from "../../errors.js";
+import { setGuestTime } from "./clock.js";
 import { AgentConnection, type Connect, openStream } from "./connection.js";
 import { ExecProcess, type ExecRequest, type ExecResult } from "./exec.js";
 import { type ReadFileOptions, readFile, type WriteFileOptions, writeFile } from "./files.js";
@@ -140,6 +141,11 @@ export class AgentClient {
     opts?: WriteFileOptions,
   ): Promise<{ size: number }> {
     return writeFile(this.connect, path, data, opts);
+  }
+
+  /** Sets the guest's wall clock (CLOCK_REALTIME); default: the host's time now. */
+  setTime(timeMs: number = Date.now()): Promise<void> {
+    return setGuestTime(this.connect, timeMs);
   }
 
   readFile(path: string, opts?: ReadFileOptions): Promise<Buffer> {

@@ -1,0 +1,32 @@
+/** set_time: the host sets the guest's wall clock (after a pause or a restore). */
+import { CorralError } from "../../errors.js";
+import { AgentConnection, type Connect, openStream } from "./connection.js";
+import { decodeKvMap, parseUint, requireKey } from "./frames.js";
+
+export async function setGuestTime(connect: Connect, timeMs: number): Promise<void> {
+  if (!Number.isSafeInteger(timeMs) || timeMs < 0) {
+    throw new CorralError("INVALID_ARGUMENT", `timeMs: ${timeMs} is not a time in milliseconds`);
+  }
+  const socket = await openStream(connect);
+  await new Promise<void>((resolve, reject) => {
+    const conn = new AgentConnection(socket, "Z", {
+      frame: (frame) => {
+        const echoed = parseUint(
+          requireKey(decodeKvMap(frame.payload), "time_ms", "Z"),
+          2 ** 52,
+          "time_ms",
+        );
+        if (echoed !== timeMs) {
+          throw new CorralError(
+            "AGENT_PROTOCOL",
+            `guest set time ${echoed}, corral asked ${timeMs}`,
+          );
+        }
+        conn.complete();
+        resolve();
+      },
+      failed: reject,
+    });
+    conn.request("set_time", [["time_ms", String(timeMs)]]);
+  });
+}
