@@ -17,6 +17,8 @@ export interface SetupOptions {
   onProgress?: ProgressListener;
   /** Re-resolve packages from the archive even when cached artifacts exist. */
   refresh?: boolean;
+  /** Also install what corral's own tests and benchmarks need. */
+  dev?: boolean;
 }
 
 export interface SetupResult {
@@ -27,7 +29,7 @@ export interface SetupResult {
 
 export async function setup(options: SetupOptions = {}): Promise<SetupResult> {
   const onProgress = options.onProgress ?? noProgress;
-  const missing = missingTools();
+  const missing = missingTools({ dev: options.dev });
   const packages = [...new Set(missing.map((tool) => tool.aptPackage))];
   if (packages.length > 0) {
     if (!canUseApt()) {
@@ -42,7 +44,7 @@ export async function setup(options: SetupOptions = {}): Promise<SetupResult> {
     }
     onProgress({ phase: "apt", label: `installing ${packages.join(" ")}` });
     await aptInstall(packages, (line) => onProgress({ phase: "apt", label: line }));
-    const still = missingTools();
+    const still = missingTools({ dev: options.dev });
     if (still.length > 0) {
       throw new CorralError(
         "SETUP",

@@ -14,6 +14,8 @@ export interface HostTool {
   purpose: string;
   /** Alternatives that satisfy the same need (first found wins). */
   alternatives?: readonly string[];
+  /** Needed only by corral's own test suite and benchmarks (`corral setup --dev`). */
+  dev?: boolean;
 }
 
 export const HOST_TOOLS: readonly HostTool[] = [
@@ -23,6 +25,20 @@ export const HOST_TOOLS: readonly HostTool[] = [
   { command: "xz", aptPackage: "xz-utils", purpose: "unpacks Debian packages and the kernel" },
   { command: "musl-gcc", aptPackage: "musl-tools", purpose: "builds the static guest agent" },
   { command: "gcc", aptPackage: "gcc", purpose: "builds the VMM shim", alternatives: ["cc"] },
+  { command: "zstd", aptPackage: "zstd", purpose: "unpacks zstd-compressed image layers" },
+  { command: "debugfs", aptPackage: "e2fsprogs", purpose: "fixes ownership in ext4 images" },
+  {
+    command: "docker-registry",
+    aptPackage: "docker-registry",
+    purpose: "a real OCI registry for the tests",
+    dev: true,
+  },
+  {
+    command: "openssl",
+    aptPackage: "openssl",
+    purpose: "test certificates for registry auth",
+    dev: true,
+  },
 ];
 
 export function findTool(tool: HostTool): string | undefined {
@@ -44,6 +60,8 @@ export function requireTool(command: string): string {
   });
 }
 
-export function missingTools(): HostTool[] {
-  return HOST_TOOLS.filter((tool) => findTool(tool) === undefined);
+export function missingTools(options: { dev?: boolean } = {}): HostTool[] {
+  return HOST_TOOLS.filter(
+    (tool) => (options.dev === true || tool.dev !== true) && findTool(tool) === undefined,
+  );
 }

@@ -43,7 +43,7 @@ describe("host commands", () => {
   });
 
   it("setup is a no-op the second time and image ls shows the image", async () => {
-    const r = await box.corral(["setup", "--json", "-q"]);
+    const r = await box.corral(["setup", "--dev", "--json", "-q"]);
     assert.equal(r.code, 0, r.stderr);
     const result = JSON.parse(r.stdout.toString());
     assert.deepEqual(result.installedPackages, []);

@@ -12,23 +12,27 @@ export function registerHostCommands(program: Command): void {
       "install missing host packages (root), fetch vhost-device-vsock, build the default image",
     )
     .option("--refresh", "re-resolve packages from the archive even when cached")
+    .option("--dev", "also install what corral's own test suite needs (docker-registry, openssl)")
     .option("--json", "print the result as JSON")
     .option("-q, --quiet", "no progress output")
-    .action(async (flags: { refresh?: boolean; json?: boolean; quiet?: boolean }) => {
-      const result = await setup({
-        refresh: flags.refresh === true,
-        onProgress: progressRenderer(flags.quiet !== true),
-      });
-      if (flags.json) return printJson(result);
-      if (result.installedPackages.length > 0) {
-        process.stdout.write(`installed: ${result.installedPackages.join(" ")}\n`);
-      }
-      process.stdout.write(
-        `vhost-device-vsock ${result.vhostDeviceVsock.version}: ${result.vhostDeviceVsock.path}\n` +
-          `image ${result.image.name} ${result.image.version} (${result.image.digest.slice(0, 19)})\n` +
-          "ready: try `corral run -- uname -a`\n",
-      );
-    });
+    .action(
+      async (flags: { refresh?: boolean; dev?: boolean; json?: boolean; quiet?: boolean }) => {
+        const result = await setup({
+          refresh: flags.refresh === true,
+          dev: flags.dev === true,
+          onProgress: progressRenderer(flags.quiet !== true),
+        });
+        if (flags.json) return printJson(result);
+        if (result.installedPackages.length > 0) {
+          process.stdout.write(`installed: ${result.installedPackages.join(" ")}\n`);
+        }
+        process.stdout.write(
+          `vhost-device-vsock ${result.vhostDeviceVsock.version}: ${result.vhostDeviceVsock.path}\n` +
+            `image ${result.image.name} ${result.image.version} (${result.image.digest.slice(0, 19)})\n` +
+            "ready: try `corral run -- uname -a`\n",
+        );
+      },
+    );
 
   program
     .command("doctor")
@@ -39,9 +43,8 @@ export function registerHostCommands(program: Command): void {
       if (flags.json) printJson(report);
       else {
         for (const check of report.checks) {
-          process.stdout.write(
-            `${check.ok ? "ok     " : "MISSING"} ${check.name}: ${check.detail}\n`,
-          );
+          const status = check.ok ? "ok     " : check.optional ? "absent " : "MISSING";
+          process.stdout.write(`${status} ${check.name}: ${check.detail}\n`);
           if (check.fix !== undefined) process.stdout.write(`        fix: ${check.fix}\n`);
         }
         process.stdout.write(
