@@ -9,7 +9,13 @@ import { CorralError } from "../../errors.js";
 import type { Challenge } from "./challenge.js";
 import type { BasicCredentials } from "./credentials.js";
 import { registryErrorSummary } from "./registry-errors.js";
-import { TransientError, isRetryableStatus, parseRetryAfter, withRetries, type RetryOptions } from "./retry.js";
+import {
+  isRetryableStatus,
+  parseRetryAfter,
+  type RetryOptions,
+  TransientError,
+  withRetries,
+} from "./retry.js";
 
 export interface RawResponse {
   status: number;
@@ -129,7 +135,10 @@ export class Authenticator {
       const r = await this.deps.get(url, headers);
       if (isRetryableStatus(r.status)) {
         const retryAfterMs = parseRetryAfter(first(r.headers["retry-after"]));
-        throw new TransientError(`${what}: HTTP ${r.status}`, retryAfterMs === undefined ? {} : { retryAfterMs });
+        throw new TransientError(
+          `${what}: HTTP ${r.status}`,
+          retryAfterMs === undefined ? {} : { retryAfterMs },
+        );
       }
       return r;
     });
@@ -142,9 +151,10 @@ export class Authenticator {
           : `the token service for ${registry} refused anonymous access (HTTP ${res.status})`,
         {
           details: { status: res.status, registry },
-          hint: creds !== undefined
-            ? `check the user name and password (docker login ${registry} or --creds user:password)`
-            : `log in with docker login ${registry} or pass --creds user:password`,
+          hint:
+            creds !== undefined
+              ? `check the user name and password (docker login ${registry} or --creds user:password)`
+              : `log in with docker login ${registry} or pass --creds user:password`,
         },
       );
     }
@@ -174,7 +184,8 @@ export function parseTokenResponse(body: string, what: string, now = Date.now())
       : typeof parsed.access_token === "string" && parsed.access_token !== ""
         ? parsed.access_token
         : undefined;
-  if (value === undefined) throw new CorralError("REGISTRY_AUTH", `${what}: the answer has no token`);
+  if (value === undefined)
+    throw new CorralError("REGISTRY_AUTH", `${what}: the answer has no token`);
   const lifetime =
     typeof parsed.expires_in === "number" && parsed.expires_in > 0
       ? parsed.expires_in

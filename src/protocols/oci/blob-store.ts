@@ -117,9 +117,12 @@ export async function writeBlob(
         }
       } catch (err) {
         const reason = err instanceof Error ? err.message : String(err);
-        throw new TransientError(`${what}: download interrupted after ${received} bytes: ${reason}`, {
-          cause: err,
-        });
+        throw new TransientError(
+          `${what}: download interrupted after ${received} bytes: ${reason}`,
+          {
+            cause: err,
+          },
+        );
       }
       if (received < desc.size) {
         throw new TransientError(`${what}: the registry sent ${received} of ${desc.size} bytes`);

@@ -68,11 +68,7 @@ export function availablePlatforms(manifests: Descriptor[]): Platform[] {
  * The first entry for `want`; an exact (un-normalised) variant match is preferred so that an
  * index listing both `arm64` and `arm64/v8` picks the one the user spelt.
  */
-export function selectPlatform(
-  manifests: Descriptor[],
-  want: Platform,
-  what: string,
-): Descriptor {
+export function selectPlatform(manifests: Descriptor[], want: Platform, what: string): Descriptor {
   const candidates = manifests.filter(
     (m) => m.platform !== undefined && platformMatches(want, m.platform),
   );

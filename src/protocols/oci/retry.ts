@@ -69,6 +69,31 @@ export function backoffDelay(attempt: number, opts: RetryOptions, retryAfterMs?:
   return Math.min(max, Math.max(base, retryAfterMs ?? 0));
 }
 
+function errorCode(err: unknown): string | undefined {
+  for (let e: unknown = err, depth = 0; e instanceof Error && depth < 5; depth++) {
+    const code = (e as { code?: unknown }).code;
+    if (typeof code === "string") return code;
+    e = e.cause;
+  }
+  return undefined;
+}
+
+/** Final network failures (DNS, TLS) become REGISTRY errors with a next step. */
+function asRegistryError(what: string, err: unknown): unknown {
+  if (err instanceof CorralError || !(err instanceof Error)) return err;
+  const code = errorCode(err) ?? "";
+  const hint =
+    code === "ENOTFOUND"
+      ? "check the registry's host name"
+      : /CERT|SSL|TLS|SELF_SIGNED|EPROTO/.test(code) || /certificate|ssl|tls/i.test(err.message)
+        ? "the registry's TLS certificate is not trusted or it does not speak HTTPS; for a plain-HTTP registry you trust, use --insecure-registry"
+        : undefined;
+  return new CorralError("REGISTRY", `${what}: ${err.message}`, {
+    cause: err,
+    ...(hint === undefined ? {} : { hint }),
+  });
+}
+
 /**
  * Runs `fn` until it succeeds, throws something other than a TransientError, or the attempts
  * run out; then a REGISTRY error names `what` and the last reason.
@@ -85,7 +110,7 @@ export async function withRetries<T>(
       return await fn(attempt);
     } catch (err) {
       const transient = err instanceof TransientError || isTransientNetworkError(err);
-      if (!transient) throw err;
+      if (!transient) throw asRegistryError(what, err);
       last = err;
       if (attempt + 1 < attempts) {
         const retryAfter = err instanceof TransientError ? err.retryAfterMs : undefined;

@@ -4,11 +4,11 @@
  * transient failures belong to the caller, because a blob download must retry its body too.
  */
 import { Agent, type Dispatcher, request } from "undici";
-import { type Authenticator, type RawResponse } from "./auth.js";
+import type { Authenticator, RawResponse } from "./auth.js";
 import { parseWwwAuthenticate } from "./challenge.js";
+import { apiHost, isLoopbackRegistry } from "./reference.js";
 import { failureError } from "./registry-errors.js";
 import { TransientError } from "./retry.js";
-import { apiHost, isLoopbackRegistry } from "./reference.js";
 
 export type Response = Dispatcher.ResponseData;
 
@@ -66,7 +66,7 @@ export class Transport {
   private readonly insecure: Set<string>;
   auth: Authenticator | undefined;
 
-  constructor(private readonly opts: TransportOptions) {
+  constructor(opts: TransportOptions) {
     this.agent = new Agent({
       headersTimeout: opts.timeoutMs,
       bodyTimeout: opts.timeoutMs,
