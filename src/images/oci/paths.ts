@@ -47,6 +47,8 @@ export function joinRel(parent: string, name: string): string {
 /** True for `path` itself and everything below it. */
 export function isAtOrBelow(candidate: string, path: string): boolean {
   return (
-    path === "" || candidate === path || (candidate.startsWith(path) && candidate[path.length] === "/")
+    path === "" ||
+    candidate === path ||
+    (candidate.startsWith(path) && candidate[path.length] === "/")
   );
 }

@@ -6,18 +6,18 @@
  * layers built by docker/buildkit never write through symlinks (their diffs list real paths).
  *
  * Only this process writes into the staging directory while layers are applied, so checking
- * then acting is not racy here.
+ * then acting is not racy here. Synchronous on purpose: an unpack is thousands of tiny
+ * metadata calls, and a thread-pool round trip for each made it several times slower.
  */
-import type { Stats } from "node:fs";
-import { lstat, readlink } from "node:fs/promises";
+import { lstatSync, readlinkSync, type Stats } from "node:fs";
 import { join } from "node:path";
 import { joinRel, UnsafePathError } from "./paths.js";
 
 const MAX_SYMLINK_HOPS = 40;
 
-export async function lstatOrUndefined(path: string): Promise<Stats | undefined> {
+export function lstatOrUndefined(path: string): Stats | undefined {
   try {
-    return await lstat(path);
+    return lstatSync(path);
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === "ENOENT") return undefined;
     throw err;
@@ -43,10 +43,7 @@ export class RootResolver {
    * The real relative path of the directory `parts` names. Missing directories are created
    * by `create` when given, else the result is undefined (nothing there).
    */
-  async dir(
-    parts: readonly string[],
-    create?: (rel: string) => Promise<void>,
-  ): Promise<string | undefined> {
+  dir(parts: readonly string[], create?: (rel: string) => void): string | undefined {
     const key = parts.join("/");
     const cached = this.known.get(key);
     if (cached !== undefined) return cached;
@@ -61,12 +58,12 @@ export class RootResolver {
         continue;
       }
       const rel = joinRel(resolved.join("/"), part);
-      const st = await lstatOrUndefined(this.abs(rel));
+      const st = lstatOrUndefined(this.abs(rel));
       if (st === undefined) {
         if (create === undefined) return undefined;
-        await create(rel);
+        create(rel);
       } else if (st.isSymbolicLink()) {
-        const target = await readlink(this.abs(rel));
+        const target = readlinkSync(this.abs(rel));
         if (target.startsWith("/")) {
           throw new UnsafePathError(`"${rel}" is a symlink to the absolute path "${target}"`);
         }
