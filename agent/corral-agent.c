@@ -1034,7 +1034,8 @@ static int listen_socket(const char *unix_path, unsigned port) {
 
 static void usage(void) {
   fprintf(stderr,
-          "usage: corral-agent [--port N] [--ready-port N] [--listen-unix PATH] [--version]\n");
+          "usage: corral-agent [--port N] [--ready-port N] [--chroot DIR] [--listen-unix PATH] "
+          "[--version]\n");
 }
 
 /*
@@ -1065,6 +1066,7 @@ int main(int argc, char **argv) {
   const char *unix_path = NULL;
   uint64_t port = DEFAULT_PORT;
   uint64_t ready_port = DEFAULT_READY_PORT;
+  const char *root = NULL;
   for (int i = 1; i < argc; i++) {
     if (!strcmp(argv[i], "--version")) {
       printf("corral-agent %s (protocol %s)\n", AGENT_VERSION, PROTOCOL_VERSION);
@@ -1079,6 +1081,8 @@ int main(int argc, char **argv) {
         usage();
         return 2;
       }
+    } else if (!strcmp(argv[i], "--chroot") && i + 1 < argc) {
+      root = argv[++i];
     } else if (!strcmp(argv[i], "--listen-unix") && i + 1 < argc) {
       unix_path = argv[++i];
     } else {
@@ -1103,6 +1107,12 @@ int main(int argc, char **argv) {
   int lfd = listen_socket(unix_path, (unsigned)port);
   if (lfd < 0) {
     fprintf(stderr, "corral-agent: listen: %s\n", strerror(errno));
+    return 1;
+  }
+  /* An image's root filesystem: every exec, file path and /etc/passwd lookup happens inside
+   * it. The vsock socket is already open, so the image needs nothing of ours. */
+  if (root != NULL && (chroot(root) < 0 || chdir("/") < 0)) {
+    fprintf(stderr, "corral-agent: chroot %s: %s\n", root, strerror(errno));
     return 1;
   }
   if (unix_path == NULL && ready_port != 0) notify_host_ready((unsigned)ready_port);

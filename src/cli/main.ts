@@ -2,6 +2,7 @@
 /** The corral CLI: parse flags, call the library, render. No logic of its own. */
 import { Command } from "commander";
 import { registerHostCommands } from "./commands/host.js";
+import { registerImageCommands } from "./commands/image.js";
 import { registerLifecycleCommands } from "./commands/lifecycle.js";
 import { registerRunCommands } from "./commands/run.js";
 import { exitCodeFor, renderError } from "./render.js";
@@ -18,6 +19,7 @@ program
 registerRunCommands(program);
 registerLifecycleCommands(program);
 registerHostCommands(program);
+registerImageCommands(program);
 
 // --debug works anywhere on the line (before `--`), not only before the subcommand.
 const dashDash = process.argv.indexOf("--");

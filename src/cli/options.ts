@@ -1,9 +1,13 @@
 /** Turns CLI flag strings into spec fields; every error names the flag. */
 import { CorralError } from "../errors.js";
+import { parseCredentials } from "../protocols/oci/credentials.js";
+import { parsePlatform } from "../protocols/oci/platform.js";
 import { parseEnvPairs, type VmSpecInput } from "../spec/schema.js";
+import { progressRenderer } from "./render.js";
 
 export interface VmFlags {
   name?: string;
+  image?: string;
   cpus?: string;
   memory?: string;
   env?: string[];
@@ -33,6 +37,7 @@ export function parseIntFlag(value: string, flag: string, min: number, max: numb
 export function specFromFlags(flags: VmFlags): Partial<VmSpecInput> {
   const spec: Partial<VmSpecInput> = {};
   if (flags.name !== undefined) spec.name = flags.name;
+  if (flags.image !== undefined) spec.image = flags.image;
   if (flags.cpus !== undefined) spec.cpus = parseIntFlag(flags.cpus, "--cpus", 1, 64);
   if (flags.memory !== undefined) spec.memory = flags.memory;
   if (flags.env !== undefined) spec.env = parseEnvPairs(flags.env);
@@ -43,4 +48,20 @@ export function specFromFlags(flags: VmFlags): Partial<VmSpecInput> {
     spec.readyTimeoutMs = parseIntFlag(flags.readyTimeout, "--ready-timeout", 1, 600) * 1000;
   }
   return spec;
+}
+
+export interface PullFlags {
+  insecureRegistry?: string[];
+  creds?: string;
+  platform?: string;
+}
+
+/** Registry options shared by `run` and `image pull`. */
+export function pullOptionsFromFlags(flags: PullFlags) {
+  return {
+    insecureRegistries: flags.insecureRegistry,
+    credentials: flags.creds === undefined ? undefined : parseCredentials(flags.creds),
+    platform: flags.platform === undefined ? undefined : parsePlatform(flags.platform),
+    onProgress: progressRenderer(true),
+  };
 }

@@ -5,24 +5,28 @@
  */
 import { randomBytes } from "node:crypto";
 import { existsSync, mkdirSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { type Driver, unsupported, type VmContext } from "../drivers/driver.js";
 import { chooseAccelerator } from "../drivers/qemu/accel.js";
 import { QemuDriver } from "../drivers/qemu/driver.js";
 import { CorralError, isCorralError } from "../errors.js";
 import { buildVmmShim } from "../host/vmm-shim-binary.js";
-import { findDefaultImage } from "../images/default-image.js";
+import { DEFAULT_IMAGE_NAME, findDefaultImage } from "../images/default-image.js";
 import type { ImageInfo } from "../images/image-info.js";
-import { AgentClient } from "../protocols/agent/client.js";
+import { findOciImage, type OciImage } from "../images/oci-store.js";
+import { AgentClient, type ExecProcess, type ExecRequest } from "../protocols/agent/client.js";
 import { AGENT_READY_PORT, AGENT_VSOCK_PORT } from "../protocols/agent/ports.js";
 import { connectVsock } from "../protocols/hybrid-vsock/connect.js";
 import { firstGuestLine } from "../protocols/hybrid-vsock/listen.js";
 import { parseSpec, type VmSpec, type VmSpecInput } from "../spec/schema.js";
+import { applyImageConfig, commandFor } from "./exec-defaults.js";
 import { ensurePrivateDir, type InstancePaths, instancePaths, vmsRoot } from "./layout.js";
 import { acquireLock, tryLock } from "./lock.js";
 import { isAlive, signalProcess } from "./process.js";
 import { reconcile, releaseResources } from "./reconcile.js";
 import { ACTIVE_STATES, readRecord, type VmRecord, type VmState, writeRecord } from "./record.js";
+import { createOverlay } from "./root-disk.js";
 import { serialTail } from "./serial-tail.js";
 import { launchShim, readShimState, readVmmExit } from "./shim.js";
 
@@ -62,7 +66,8 @@ export class Manager {
   async create(input: Partial<VmSpecInput>): Promise<VmInfo> {
     const spec = parseSpec({ ...input, name: input.name ?? generateName() });
     this.driver.validate(spec);
-    const image = resolveImage(spec);
+    const image = resolveBootImage();
+    const oci = spec.image === DEFAULT_IMAGE_NAME ? undefined : resolveOciImage(spec.image);
     mkdirSync(vmsRoot(), { recursive: true, mode: 0o700 });
     const id = randomBytes(6).toString("hex");
     const paths = instancePaths(spec.name, id);
@@ -96,6 +101,17 @@ export class Manager {
         desired: "stopped",
         createdAt: new Date().toISOString(),
       };
+      if (oci !== undefined) {
+        const overlay = join(paths.dir, "root.qcow2");
+        await createOverlay(oci.rootfs, overlay);
+        record.rootDisk = {
+          reference: oci.reference,
+          manifestDigest: oci.manifestDigest,
+          base: oci.rootfs,
+          overlay,
+        };
+        record.imageConfig = oci.config;
+      }
       writeRecord(paths.config, record);
       return this.info(record, paths);
     } catch (err) {
@@ -138,6 +154,7 @@ export class Manager {
       image,
       accel: accel.accel,
       guestCid: record.guestCid,
+      ...rootDiskOf(record),
     };
     // Stale files of a previous run would be taken for this one.
     for (const file of [
@@ -473,6 +490,18 @@ export class Manager {
     }
   }
 
+  /** Runs a command in a ready VM, with its image's Env, WorkingDir and User as defaults. */
+  async exec(name: string, req: ExecRequest): Promise<ExecProcess> {
+    const agent = await this.agent(name);
+    const { record } = this.load(name);
+    return agent.exec(applyImageConfig(req, record.imageConfig, record.spec.env));
+  }
+
+  /** The command `run` starts when the user gave `args` (Docker's Entrypoint/Cmd rules). */
+  async commandFor(name: string, args: readonly string[]): Promise<string[]> {
+    return commandFor(args, this.load(name).record.imageConfig);
+  }
+
   serialLogPath(name: string): string {
     return this.load(name).paths.serialLog;
   }
@@ -501,6 +530,7 @@ export class Manager {
       image: imageFromRecord(record),
       accel: record.accel?.accel ?? "tcg",
       guestCid: record.guestCid,
+      ...rootDiskOf(record),
     };
   }
 
@@ -551,12 +581,8 @@ function agentFor(paths: InstancePaths): AgentClient {
   );
 }
 
-function resolveImage(spec: VmSpec): ImageInfo {
-  if (spec.image !== "corral-default") {
-    throw new CorralError("IMAGE_NOT_FOUND", `image "${spec.image}" is not available`, {
-      hint: "only the built-in image corral-default can run for now",
-    });
-  }
+/** The kernel + initramfs every VM boots (OCI images are mounted as the root disk). */
+function resolveBootImage(): ImageInfo {
   const image = findDefaultImage();
   if (image === undefined) {
     throw new CorralError("IMAGE_NOT_FOUND", "the default guest image is not built yet", {
@@ -564,6 +590,30 @@ function resolveImage(spec: VmSpec): ImageInfo {
     });
   }
   return image;
+}
+
+function resolveOciImage(reference: string): OciImage {
+  const image = findOciImage(reference);
+  if (image === undefined) {
+    throw new CorralError("IMAGE_NOT_FOUND", `image "${reference}" has not been pulled`, {
+      hint: `pull it with "corral image pull ${reference}" (corral run pulls it for you)`,
+    });
+  }
+  return image;
+}
+
+function rootDiskOf(record: VmRecord): Pick<VmContext, "rootDisk"> {
+  if (record.rootDisk === undefined) return {};
+  if (!existsSync(record.rootDisk.base)) {
+    throw new CorralError(
+      "IMAGE_NOT_FOUND",
+      `the image of VM "${record.name}" is gone from the cache`,
+      {
+        hint: `pull ${record.rootDisk.reference} again (same digest), or recreate the VM`,
+      },
+    );
+  }
+  return { rootDisk: { path: record.rootDisk.overlay, format: "qcow2" } };
 }
 
 function imageFromRecord(record: VmRecord): ImageInfo {

@@ -42,6 +42,24 @@ const recordSchema = z.object({
     cmdline: z.string(),
   }),
   accel: z.object({ accel: z.enum(["kvm", "hvf", "tcg"]), reason: z.string() }).optional(),
+  /** Set when the VM runs an OCI image: its ext4 behind this VM's qcow2 overlay. */
+  rootDisk: z
+    .object({
+      reference: z.string(),
+      manifestDigest: z.string(),
+      base: z.string(),
+      overlay: z.string(),
+    })
+    .optional(),
+  imageConfig: z
+    .object({
+      env: z.array(z.string()),
+      workingDir: z.string().optional(),
+      user: z.string().optional(),
+      entrypoint: z.array(z.string()).optional(),
+      cmd: z.array(z.string()).optional(),
+    })
+    .optional(),
   guestCid: z.number().int(),
   /** What the user last asked for; a VMM exit while "stopped" is desired is not a failure. */
   desired: z.enum(["running", "stopped"]),

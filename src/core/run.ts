@@ -6,13 +6,18 @@
 import { constants } from "node:os";
 import type { Readable, Writable } from "node:stream";
 import { pipeline } from "node:stream/promises";
-import { isCorralError } from "../errors.js";
+import { CorralError, isCorralError } from "../errors.js";
+import { DEFAULT_IMAGE_NAME } from "../images/default-image.js";
+import { findOciImage, type PullOptions, pullImage } from "../images/oci-store.js";
 import type { VmSpecInput } from "../spec/schema.js";
 import type { Manager, VmInfo } from "./manager.js";
 
 export interface RunOptions {
   spec: Partial<VmSpecInput>;
+  /** The command; empty runs the image's Entrypoint + Cmd. */
   argv: string[];
+  /** How to pull `spec.image` when it is an OCI image not pulled yet. */
+  pull?: PullOptions;
   /** Environment for the command (the spec's env applies too). */
   env?: Record<string, string>;
   cwd?: string;
@@ -36,6 +41,10 @@ export interface RunResult {
 }
 
 export async function runInVm(manager: Manager, options: RunOptions): Promise<RunResult> {
+  const image = options.spec.image;
+  if (image !== undefined && image !== DEFAULT_IMAGE_NAME && findOciImage(image) === undefined) {
+    await pullImage(image, options.pull ?? {});
+  }
   const vm = await manager.create(options.spec);
   const name = vm.name;
   let ready: VmInfo;
@@ -49,10 +58,15 @@ export async function runInVm(manager: Manager, options: RunOptions): Promise<Ru
   }
   try {
     options.onReady?.(ready);
-    const agent = await manager.agent(name);
-    const proc = agent.exec({
-      argv: options.argv,
-      env: { ...ready.spec.env, ...options.env },
+    const argv = await manager.commandFor(name, options.argv);
+    if (argv.length === 0) {
+      throw new CorralError("INVALID_ARGUMENT", "no command to run", {
+        hint: "the image has no Entrypoint or Cmd: put a command after --",
+      });
+    }
+    const proc = await manager.exec(name, {
+      argv,
+      env: options.env,
       cwd: options.cwd,
       user: options.user,
       stdin: options.stdin,

@@ -42,6 +42,8 @@ export interface VmContext {
   /** The accelerator chosen for this start (never "auto"). */
   accel: "kvm" | "hvf" | "tcg";
   guestCid: number;
+  /** The root filesystem disk (an OCI image's overlay); absent: the initramfs is the root. */
+  rootDisk?: { path: string; format: "qcow2" | "raw" };
 }
 
 /** A process the shim runs for this VM, as an argv array (never a shell string). */

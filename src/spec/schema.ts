@@ -4,6 +4,7 @@
  */
 import { z } from "zod";
 import { CorralError } from "../errors.js";
+import { parseReference } from "../protocols/oci/reference.js";
 import { parseSize } from "./size.js";
 
 export const NAME_PATTERN = /^[a-z0-9][a-z0-9_.-]{0,62}$/;
@@ -46,7 +47,19 @@ export const specSchema = z
     cpus: z.number().int().min(1).max(64).default(1),
     /** MiB after parsing. */
     memory: sizeField("memory", 64, 256 * 1024).default(256),
-    image: z.string().min(1).default("corral-default"),
+    /** "corral-default" (the built-in initramfs) or an OCI image reference. */
+    image: z
+      .string()
+      .min(1)
+      .default("corral-default")
+      .superRefine((value, ctx) => {
+        if (value === "corral-default") return;
+        try {
+          parseReference(value);
+        } catch (err) {
+          ctx.addIssue({ code: "custom", message: (err as Error).message });
+        }
+      }),
     accel: z.enum(ACCELERATORS).default("auto"),
     machine: z.enum(MACHINES).default("q35"),
     env: z
@@ -85,6 +98,8 @@ function hintFor(field: string): string {
       return "use e.g. --memory 512M or --memory 2G";
     case "cpus":
       return "use --cpus with a whole number from 1 to 64";
+    case "image":
+      return "use an image reference like alpine, alpine:3.20 or ghcr.io/org/app:tag";
     case "accel":
       return `use one of: ${ACCELERATORS.join(", ")}`;
     default:

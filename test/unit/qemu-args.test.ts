@@ -53,8 +53,31 @@ describe("qemuArgs", () => {
       "console=ttyS0 corral.hostname=box loglevel=7 foo=$(reboot)",
     );
   });
+  it("asks the guest for the modules and root disk the VM needs", () => {
+    const vm = {
+      ...context(),
+      rootDisk: { path: "/vms/box/root,1.qcow2", format: "qcow2" as const },
+    };
+    const argv = qemuArgs("qemu", vm);
+    assert.match(
+      valueAfter(argv, "-append")[0] ?? "",
+      / corral.modules=virtio_blk,crc32c_generic,ext4 corral.root=\/dev\/vda$/,
+    );
+    assert.ok(
+      valueAfter(argv, "-drive")[0]?.startsWith(
+        "file=/vms/box/root,,1.qcow2,if=none,id=root,format=qcow2",
+      ),
+      "commas in paths are escaped for QEMU's option parser",
+    );
+    assert.ok(valueAfter(argv, "-device").includes("virtio-blk-pci,drive=root"));
+    assert.doesNotMatch(
+      valueAfter(qemuArgs("qemu", context()), "-append")[0] ?? "",
+      /corral\.(modules|root)/,
+    );
+  });
   it("uses the mmio vsock device on microvm", () => {
     const argv = qemuArgs("qemu", context({ machine: "microvm" }));
+    assert.match(valueAfter(argv, "-append")[0] ?? "", /corral.modules=virtio_mmio/);
     assert.ok(valueAfter(argv, "-device").some((d) => d.startsWith("vhost-user-vsock-device,")));
   });
   it("points the sidecar at the same sockets", () => {

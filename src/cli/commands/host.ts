@@ -1,9 +1,7 @@
 import type { Command } from "commander";
 import { doctor } from "../../host/doctor.js";
 import { setup } from "../../host/setup.js";
-import { listImages } from "../../images/store.js";
-import { formatSize } from "../../spec/size.js";
-import { age, printJson, printTable, progressRenderer } from "../render.js";
+import { printJson, progressRenderer } from "../render.js";
 
 export function registerHostCommands(program: Command): void {
   program
@@ -53,25 +51,5 @@ export function registerHostCommands(program: Command): void {
         process.stdout.write(`cache: ${report.dirs.cache}\nstate: ${report.dirs.state}\n`);
       }
       if (!report.ok) process.exitCode = 1;
-    });
-
-  const image = program.command("image").description("manage guest images");
-  image
-    .command("ls")
-    .description("list built images")
-    .option("--json", "print JSON")
-    .action((flags: { json?: boolean }) => {
-      const images = listImages();
-      if (flags.json) return printJson(images);
-      printTable(
-        ["NAME", "VERSION", "DIGEST", "SIZE", "CREATED"],
-        images.map((i) => [
-          i.name,
-          i.version,
-          i.digest.slice(0, 19),
-          formatSize(i.sizeBytes),
-          age(i.createdAt),
-        ]),
-      );
     });
 }

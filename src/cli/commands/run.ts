@@ -4,11 +4,18 @@ import { Manager } from "../../core/manager.js";
 import { runInVm } from "../../core/run.js";
 import { CorralError } from "../../errors.js";
 import { parseEnvPairs } from "../../spec/schema.js";
-import { collect, specFromFlags, type VmFlags } from "../options.js";
+import {
+  collect,
+  type PullFlags,
+  pullOptionsFromFlags,
+  specFromFlags,
+  type VmFlags,
+} from "../options.js";
 
 export function addVmFlags(command: Command): Command {
   return command
     .option("--name <name>", "VM name (default: generated)")
+    .option("--image <ref>", "OCI image for the root filesystem (default: the built-in image)")
     .option("--cpus <n>", "virtual CPUs (default 1)")
     .option("--memory <size>", "guest memory, e.g. 512M or 2G (default 256M)")
     .option("--env <KEY=VALUE>", "environment for commands (repeatable)", collect)
@@ -47,6 +54,21 @@ function abortOnInterrupt(): { signal: AbortSignal; dispose: () => void } {
   };
 }
 
+/**
+ * `run -- CMD` (built-in image) vs `run IMAGE [-- CMD]`: operands before the `--` the user
+ * typed are the image. commander drops a `--` that precedes every operand, so compare with
+ * what followed the raw `--`.
+ */
+function splitImageAndCommand(args: string[]): { image?: string; command: string[] } {
+  const dashDash = process.argv.indexOf("--");
+  if (dashDash >= 0 && process.argv.length - dashDash - 1 === args.length) {
+    return { command: commandArgv(args) };
+  }
+  const [image, ...rest] = args;
+  const command = rest[0] === "--" ? rest.slice(1) : rest;
+  return { image, command };
+}
+
 /** With pass-through options, a `--` after the first operand reaches us: it is not the command. */
 function commandArgv(argv: string[]): string[] {
   const command = argv[0] === "--" ? argv.slice(1) : argv;
@@ -62,9 +84,20 @@ export function registerRunCommands(program: Command): void {
   addVmFlags(
     program
       .command("run")
-      .description("run a command in a fresh VM: create, boot, exec, stop (and remove with --rm)")
-      .argument("<command...>", "command and arguments (put them after --)")
+      .description(
+        "run a command in a fresh VM: create, boot, exec, stop (and remove with --rm).\n" +
+          "  corral run -- CMD...        the built-in image\n" +
+          "  corral run IMAGE [-- CMD...] an OCI image (pulled when missing)",
+      )
+      .argument("<args...>", "[IMAGE] then the command after --")
       .option("--rm", "remove the VM when the command ends")
+      .option(
+        "--insecure-registry <host>",
+        "allow plain HTTP to this registry (repeatable)",
+        collect,
+      )
+      .option("--creds <user:pass>", "registry credentials for the pull")
+      .option("--platform <os/arch>", "platform to pull, e.g. linux/arm64")
       .option("-i, --interactive", "pass stdin to the command")
       .option("-w, --workdir <dir>", "working directory in the guest")
       .option("-u, --user <user>", "user (name or uid[:gid]) in the guest")
@@ -72,14 +105,17 @@ export function registerRunCommands(program: Command): void {
   ).action(
     async (
       argv: string[],
-      flags: VmFlags & { rm?: boolean; interactive?: boolean; workdir?: string; user?: string },
+      flags: VmFlags &
+        PullFlags & { rm?: boolean; interactive?: boolean; workdir?: string; user?: string },
     ) => {
       const debug = program.opts().debug === true;
+      const { image, command } = splitImageAndCommand(argv);
       const interrupt = abortOnInterrupt();
       try {
         const result = await runInVm(notices(debug), {
-          spec: specFromFlags(flags),
-          argv: commandArgv(argv),
+          spec: { ...specFromFlags(flags), ...(image === undefined ? {} : { image }) },
+          argv: command,
+          pull: pullOptionsFromFlags(flags),
           cwd: flags.workdir,
           user: flags.user,
           stdin: flags.interactive ? process.stdin : undefined,
@@ -127,8 +163,7 @@ export function registerRunCommands(program: Command): void {
         },
       ) => {
         const manager = notices(program.opts().debug === true);
-        const agent = await manager.agent(name);
-        const proc = agent.exec({
+        const proc = await manager.exec(name, {
           argv: commandArgv(argv),
           env: flags.env === undefined ? undefined : parseEnvPairs(flags.env),
           cwd: flags.workdir,

@@ -7,6 +7,11 @@
  */
 import type { VmContext } from "../driver.js";
 
+/** A value inside a QEMU option list: a comma would start the next option unless doubled. */
+function opt(value: string): string {
+  return value.replaceAll(",", ",,");
+}
+
 export function qemuArgs(qemuPath: string, vm: VmContext): string[] {
   const { spec, paths, image } = vm;
   const mem = `${spec.memory}M`;
@@ -15,7 +20,13 @@ export function qemuArgs(qemuPath: string, vm: VmContext): string[] {
   const machine = microvm
     ? `microvm,memory-backend=mem0,pit=off,pic=off,isa-serial=on,rtc=on`
     : `q35,memory-backend=mem0`;
-  const cmdline = [image.cmdline, `corral.hostname=${spec.name}`, ...spec.cmdline].join(" ");
+  const cmdline = [
+    image.cmdline,
+    `corral.hostname=${spec.name}`,
+    ...moduleArgs(microvm, vm.rootDisk !== undefined),
+    ...(vm.rootDisk === undefined ? [] : ["corral.root=/dev/vda"]),
+    ...spec.cmdline,
+  ].join(" ");
   return [
     qemuPath,
     "-name",
@@ -44,17 +55,38 @@ export function qemuArgs(qemuPath: string, vm: VmContext): string[] {
     "-append",
     cmdline,
     "-chardev",
-    `file,id=serial0,path=${paths.serialLog}`,
+    `file,id=serial0,path=${opt(paths.serialLog)}`,
     "-serial",
     "chardev:serial0",
     "-chardev",
-    `socket,id=vsock0,path=${paths.vhostUserSocket}`,
+    `socket,id=vsock0,path=${opt(paths.vhostUserSocket)}`,
     "-device",
     // The guest CID is the sidecar's to set (--guest-cid): vhost-user devices take none.
     `${microvm ? "vhost-user-vsock-device" : "vhost-user-vsock-pci"},chardev=vsock0`,
     ...(microvm ? ["-global", "virtio-mmio.force-legacy=false"] : []),
+    ...diskArgs(vm, microvm),
     "-qmp",
-    `unix:${paths.qmpSocket},server=on,wait=off`,
+    `unix:${opt(paths.qmpSocket)},server=on,wait=off`,
+  ];
+}
+
+/** The image loads only virtio-pci and vsock at boot; everything else is asked for here. */
+function moduleArgs(microvm: boolean, rootDisk: boolean): string[] {
+  const modules = [
+    ...(microvm ? ["virtio_mmio"] : []),
+    // ext4 needs crc32c, a soft dependency that modprobe with modules.dep does not follow.
+    ...(rootDisk ? ["virtio_blk", "crc32c_generic", "ext4"] : []),
+  ];
+  return modules.length === 0 ? [] : [`corral.modules=${modules.join(",")}`];
+}
+
+function diskArgs(vm: VmContext, microvm: boolean): string[] {
+  if (vm.rootDisk === undefined) return [];
+  return [
+    "-drive",
+    `file=${opt(vm.rootDisk.path)},if=none,id=root,format=${vm.rootDisk.format},cache=writeback,discard=unmap`,
+    "-device",
+    `${microvm ? "virtio-blk-device" : "virtio-blk-pci"},drive=root`,
   ];
 }
 

@@ -1,0 +1,71 @@
+import assert from "node:assert/strict";
+import { createHash } from "node:crypto";
+import { readFileSync } from "node:fs";
+import { after, before, describe, it } from "node:test";
+import { pushBusyboxImage } from "../support/busybox-image.js";
+import { startRegistry, type TestRegistry } from "../support/registry.js";
+import { sandbox } from "./harness.js";
+
+const box = sandbox();
+let registry: TestRegistry;
+let image: string;
+
+before(async () => {
+  registry = await startRegistry();
+  image = (await pushBusyboxImage(registry.url, "test/busybox", "1")).reference;
+});
+after(async () => {
+  await box.cleanup();
+  await registry?.stop();
+});
+
+const sha256 = (path: string) => createHash("sha256").update(readFileSync(path)).digest("hex");
+
+describe("running an OCI image", () => {
+  it("pulls on first use and runs the command inside the image with its config applied", async () => {
+    const r = await box.corral([
+      "run",
+      "--rm",
+      image,
+      "--",
+      "sh",
+      "-c",
+      '. /etc/os-release; echo "$ID"; pwd; echo "$GREETING"; id -u; ls -ln /home | grep app',
+    ]);
+    assert.equal(r.code, 0, r.stderr);
+    const lines = r.stdout.toString().trim().split("\n");
+    assert.equal(lines[0], "corral-test", "the root filesystem is the image's");
+    assert.equal(lines[1], "/home/app", "WorkingDir applies");
+    assert.equal(lines[2], "from-image", "Env applies");
+    assert.equal(lines[3], "0");
+    assert.match(lines[4] ?? "", /^d\S+\s+\d+\s+1000\s+1000\s.*app$/, "ownership survives");
+  });
+
+  it("runs the image's Cmd when no command is given", async () => {
+    const r = await box.corral(["run", "--rm", image]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(r.stdout.toString(), "default-cmd\n0\n");
+  });
+
+  it("keeps writes in the VM's overlay: they survive a restart, the cached image is untouched", async () => {
+    const first = await box.corral(["run", "--name", "keep", image, "--", "sh", "-c", "echo kept > /data.txt"]);
+    assert.equal(first.code, 0, first.stderr);
+    const vm = JSON.parse((await box.corral(["inspect", "keep"])).stdout.toString());
+    const baseSum = sha256(vm.rootDisk.base);
+    assert.equal((await box.corral(["start", "keep"])).code, 0);
+    const read = await box.corral(["exec", "keep", "--", "cat", "/data.txt"]);
+    assert.equal(read.stdout.toString(), "kept\n");
+    const other = await box.corral(["run", "--rm", image, "--", "sh", "-c", "cat /data.txt 2>/dev/null || echo absent"]);
+    assert.equal(other.stdout.toString(), "absent\n", "another VM of the same image does not see it");
+    assert.equal((await box.corral(["rm", "-f", "keep"])).code, 0);
+    assert.equal(sha256(vm.rootDisk.base), baseSum, "the cached rootfs never changes");
+  });
+
+  it("names an image that does not exist", async () => {
+    const r = await box.corral(["run", "--rm", `${registry.host}/test/nothing:1`, "--", "true"]);
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, /not found|unknown/i);
+    const ls = JSON.parse((await box.corral(["ls", "--json"])).stdout.toString());
+    assert.deepEqual(ls, []);
+  });
+});
