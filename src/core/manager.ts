@@ -19,7 +19,7 @@ import { AgentClient, type ExecProcess, type ExecRequest } from "../protocols/ag
 import { AGENT_READY_PORT, AGENT_VSOCK_PORT } from "../protocols/agent/ports.js";
 import { connectVsock } from "../protocols/hybrid-vsock/connect.js";
 import { firstGuestLine } from "../protocols/hybrid-vsock/listen.js";
-import { parseSpec, type VmSpec, type VmSpecInput } from "../spec/schema.js";
+import { parseSpec, type VmSpecInput } from "../spec/schema.js";
 import { applyImageConfig, commandFor } from "./exec-defaults.js";
 import { ensurePrivateDir, type InstancePaths, instancePaths, vmsRoot } from "./layout.js";
 import { acquireLock, tryLock } from "./lock.js";
@@ -456,6 +456,15 @@ export class Manager {
       }
     }
     return infos;
+  }
+
+  /** Manifest digests of the OCI images this machine's VMs boot from (their overlays' bases). */
+  async imagesInUse(): Promise<Set<string>> {
+    const digests = new Set<string>();
+    for (const vm of await this.list()) {
+      if (vm.rootDisk !== undefined) digests.add(vm.rootDisk.manifestDigest);
+    }
+    return digests;
   }
 
   /** An agent client for a ready VM. */

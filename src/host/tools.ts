@@ -39,6 +39,8 @@ export const HOST_TOOLS: readonly HostTool[] = [
     purpose: "test certificates for registry auth",
     dev: true,
   },
+  { command: "skopeo", aptPackage: "skopeo", purpose: "peer in the image benchmark", dev: true },
+  { command: "umoci", aptPackage: "umoci", purpose: "peer in the image benchmark", dev: true },
 ];
 
 export function findTool(tool: HostTool): string | undefined {

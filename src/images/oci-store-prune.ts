@@ -72,7 +72,11 @@ function stillUsed(index: RefsIndex, digest: string, pulls: Set<string>): boolea
  * Drops a reference (or every reference of a digest) and deletes the rootfs once no reference
  * points at it. Blobs stay until `pruneOciImages`, so pulling the image again is cheap.
  */
-export async function removeOciImage(refOrDigest: string): Promise<RemoveResult> {
+export async function removeOciImage(
+  refOrDigest: string,
+  /** Manifest digests VMs still boot from: their rootfs stays (it backs their overlays). */
+  inUseByVms: ReadonlySet<string> = new Set(),
+): Promise<RemoveResult> {
   return updateRefs((index) => {
     const match = matchRefs(index, refOrDigest);
     if (match === undefined) {
@@ -82,16 +86,19 @@ export async function removeOciImage(refOrDigest: string): Promise<RemoveResult>
     }
     for (const ref of match.refs) delete index.refs[ref];
     let freedBytes = 0;
-    const deleted = !stillUsed(index, match.digest, digestsInUseByPulls());
+    const deleted =
+      !stillUsed(index, match.digest, digestsInUseByPulls()) && !inUseByVms.has(match.digest);
     if (deleted) freedBytes = removePath(ociStorePaths.imageDir(match.digest));
     return { refs: match.refs, digest: match.digest, deleted, freedBytes };
   });
 }
 
 /** Deletes rootfs directories no reference points at, then blobs no remaining image uses. */
-export async function pruneOciImages(): Promise<PruneResult> {
+export async function pruneOciImages(
+  inUseByVms: ReadonlySet<string> = new Set(),
+): Promise<PruneResult> {
   return updateRefs((index) => {
-    const pulls = digestsInUseByPulls();
+    const pulls = new Set([...digestsInUseByPulls(), ...inUseByVms]);
     const result: PruneResult = { removed: { images: [], blobs: [] }, freedBytes: 0 };
     for (const name of listDir(ociStorePaths.root())) {
       if (!/^[0-9a-f]{64}$/.test(name)) continue;

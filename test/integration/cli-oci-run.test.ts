@@ -48,15 +48,36 @@ describe("running an OCI image", () => {
   });
 
   it("keeps writes in the VM's overlay: they survive a restart, the cached image is untouched", async () => {
-    const first = await box.corral(["run", "--name", "keep", image, "--", "sh", "-c", "echo kept > /data.txt"]);
+    const first = await box.corral([
+      "run",
+      "--name",
+      "keep",
+      image,
+      "--",
+      "sh",
+      "-c",
+      "echo kept > /data.txt",
+    ]);
     assert.equal(first.code, 0, first.stderr);
     const vm = JSON.parse((await box.corral(["inspect", "keep"])).stdout.toString());
     const baseSum = sha256(vm.rootDisk.base);
     assert.equal((await box.corral(["start", "keep"])).code, 0);
     const read = await box.corral(["exec", "keep", "--", "cat", "/data.txt"]);
     assert.equal(read.stdout.toString(), "kept\n");
-    const other = await box.corral(["run", "--rm", image, "--", "sh", "-c", "cat /data.txt 2>/dev/null || echo absent"]);
-    assert.equal(other.stdout.toString(), "absent\n", "another VM of the same image does not see it");
+    const other = await box.corral([
+      "run",
+      "--rm",
+      image,
+      "--",
+      "sh",
+      "-c",
+      "cat /data.txt 2>/dev/null || echo absent",
+    ]);
+    assert.equal(
+      other.stdout.toString(),
+      "absent\n",
+      "another VM of the same image does not see it",
+    );
     assert.equal((await box.corral(["rm", "-f", "keep"])).code, 0);
     assert.equal(sha256(vm.rootDisk.base), baseSum, "the cached rootfs never changes");
   });
@@ -67,5 +88,17 @@ describe("running an OCI image", () => {
     assert.match(r.stderr, /not found|unknown/i);
     const ls = JSON.parse((await box.corral(["ls", "--json"])).stdout.toString());
     assert.deepEqual(ls, []);
+  });
+
+  it("keeps an image's rootfs while a VM boots from it, even after image rm", async () => {
+    assert.equal((await box.corral(["create", "--name", "pinned", "--image", image])).code, 0);
+    const rm = await box.corral(["image", "rm", image]);
+    assert.equal(rm.code, 0, rm.stderr);
+    assert.doesNotMatch(rm.stdout.toString(), /deleted/);
+    const start = await box.corral(["start", "pinned"]);
+    assert.equal(start.code, 0, start.stderr);
+    const os = await box.corral(["exec", "pinned", "--", "cat", "/etc/os-release"]);
+    assert.match(os.stdout.toString(), /ID=corral-test/);
+    assert.equal((await box.corral(["rm", "-f", "pinned"])).code, 0);
   });
 });

@@ -3,7 +3,9 @@
  * side. Pull progress is one line per layer (bytes, total, rate): on a terminal the block is
  * redrawn in place (at most every 100 ms), in logs one line per finished step.
  */
+
 import type { Command } from "commander";
+import { Manager } from "../../core/manager.js";
 import type { ProgressEvent } from "../../core/progress.js";
 import { CorralError } from "../../errors.js";
 import type { ImageInfo } from "../../images/image-info.js";
@@ -166,7 +168,7 @@ export function registerImageCommands(program: Command): void {
               hint: "built-in images are managed by `corral setup`",
             });
           }
-          const r = await removeOciImage(ref);
+          const r = await removeOciImage(ref, await new Manager().imagesInUse());
           process.stdout.write(
             `removed ${r.refs.join(", ")}` +
               (r.deleted
@@ -187,7 +189,7 @@ export function registerImageCommands(program: Command): void {
     .description("delete root filesystems and layer blobs no pulled image uses")
     .option("--json", "print JSON")
     .action(async (flags: { json?: boolean }) => {
-      const result = await pruneOciImages();
+      const result = await pruneOciImages(await new Manager().imagesInUse());
       if (flags.json) return printJson(result);
       process.stdout.write(
         `removed ${result.removed.images.length} image(s) and ${result.removed.blobs.length} blob(s), ` +
