@@ -11,6 +11,29 @@ export type Release = () => void;
 
 /** Takes the lock only if it is free right now (stale locks count as free). */
 export function tryLock(path: string): Release | undefined {
+  return takeFreeOrStale(path);
+}
+
+export async function acquireLock(
+  path: string,
+  what: string,
+  timeoutMs = 30_000,
+): Promise<Release> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const release = takeFreeOrStale(path);
+    if (release !== undefined) return release;
+    if (Date.now() > deadline) {
+      throw new CorralError("VM_LOCKED", `${what} is busy: another corral command holds its lock`, {
+        hint: `wait for the other command to finish; if none is running, remove ${path}`,
+      });
+    }
+    await sleep(20);
+  }
+}
+
+/** One attempt: create the lock file exclusively, taking over a dead holder's lock once. */
+function takeFreeOrStale(path: string): Release | undefined {
   const me = `${process.pid} ${processStartTime(process.pid) ?? ""}`;
   for (let attempt = 0; attempt < 2; attempt++) {
     try {
@@ -25,35 +48,6 @@ export function tryLock(path: string): Release | undefined {
     rmSync(path, { force: true });
   }
   return undefined;
-}
-
-export async function acquireLock(
-  path: string,
-  what: string,
-  timeoutMs = 30_000,
-): Promise<Release> {
-  const deadline = Date.now() + timeoutMs;
-  const me = `${process.pid} ${processStartTime(process.pid) ?? ""}`;
-  for (;;) {
-    try {
-      const fd = openSync(path, "wx", 0o600);
-      writeSync(fd, me);
-      closeSync(fd);
-      return () => rmSync(path, { force: true });
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== "EEXIST") throw err;
-    }
-    if (holderIsGone(path)) {
-      rmSync(path, { force: true });
-      continue;
-    }
-    if (Date.now() > deadline) {
-      throw new CorralError("VM_LOCKED", `${what} is busy: another corral command holds its lock`, {
-        hint: `wait for the other command to finish; if none is running, remove ${path}`,
-      });
-    }
-    await sleep(20);
-  }
 }
 
 function holderIsGone(path: string): boolean {
