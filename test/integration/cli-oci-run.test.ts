@@ -30,7 +30,8 @@ describe("running an OCI image", () => {
       "--",
       "sh",
       "-c",
-      '. /etc/os-release; echo "$ID"; pwd; echo "$GREETING"; id -u; ls -ln /home | grep app',
+      '. /etc/os-release; echo "$ID"; pwd; echo "$GREETING"; id -u; ls -ln /home | grep app; ' +
+        "test -e /etc/remove-me && echo whiteout-ignored; ls /opt/old; readlink /bin/sh",
     ]);
     assert.equal(r.code, 0, r.stderr);
     const lines = r.stdout.toString().trim().split("\n");
@@ -39,6 +40,12 @@ describe("running an OCI image", () => {
     assert.equal(lines[2], "from-image", "Env applies");
     assert.equal(lines[3], "0");
     assert.match(lines[4] ?? "", /^d\S+\s+\d+\s+1000\s+1000\s.*app$/, "ownership survives");
+    assert.equal(
+      lines[5],
+      "new.txt",
+      "a whiteout removed /etc/remove-me; the opaque dir kept only its layer",
+    );
+    assert.match(lines[6] ?? "", /busybox$/, "symlinks survive");
   });
 
   it("runs the image's Cmd when no command is given", async () => {
