@@ -1,8 +1,10 @@
 /** Turns CLI flag strings into spec fields; every error names the flag. */
+import { resolve } from "node:path";
 import { CorralError } from "../errors.js";
 import { parseCredentials } from "../protocols/oci/credentials.js";
 import { parsePlatform } from "../protocols/oci/platform.js";
 import { parseEnvPairs, type VmSpecInput } from "../spec/schema.js";
+import { parseSize } from "../spec/size.js";
 import { progressRenderer } from "./render.js";
 
 export interface VmFlags {
@@ -14,6 +16,7 @@ export interface VmFlags {
   accel?: string;
   machine?: string;
   kernelArg?: string[];
+  disk?: string[];
   readyTimeout?: string;
 }
 
@@ -34,6 +37,21 @@ export function parseIntFlag(value: string, flag: string, min: number, max: numb
   return Number(value);
 }
 
+/** `--disk 10G` (a new empty disk) or `--disk PATH[:ro]` (an existing image file). */
+export function parseDiskFlag(value: string): NonNullable<VmSpecInput["disks"]>[number] {
+  if (/^\d+(\.\d+)?\s*[a-zA-Z]*$/.test(value)) {
+    return { sizeMiB: Math.ceil(parseSize(value, "--disk") / (1024 * 1024)) };
+  }
+  const readOnly = value.endsWith(":ro");
+  const path = readOnly ? value.slice(0, -3) : value;
+  if (path === "") {
+    throw new CorralError("INVALID_ARGUMENT", `--disk: "${value}" names no file`, {
+      hint: "use --disk 10G for a new disk, or --disk /path/disk.img[:ro]",
+    });
+  }
+  return { path: resolve(path), readOnly };
+}
+
 export function specFromFlags(flags: VmFlags): Partial<VmSpecInput> {
   const spec: Partial<VmSpecInput> = {};
   if (flags.name !== undefined) spec.name = flags.name;
@@ -44,6 +62,7 @@ export function specFromFlags(flags: VmFlags): Partial<VmSpecInput> {
   if (flags.accel !== undefined) spec.accel = flags.accel as VmSpecInput["accel"];
   if (flags.machine !== undefined) spec.machine = flags.machine as VmSpecInput["machine"];
   if (flags.kernelArg !== undefined) spec.cmdline = flags.kernelArg;
+  if (flags.disk !== undefined) spec.disks = flags.disk.map(parseDiskFlag);
   if (flags.readyTimeout !== undefined) {
     spec.readyTimeoutMs = parseIntFlag(flags.readyTimeout, "--ready-timeout", 1, 600) * 1000;
   }

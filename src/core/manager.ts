@@ -4,8 +4,16 @@
  * the live processes, acts under the VM's lock, and writes the record back atomically.
  */
 import { randomBytes } from "node:crypto";
-import { existsSync, mkdirSync, readdirSync, rmSync, writeFileSync } from "node:fs";
-import { join } from "node:path";
+import {
+  existsSync,
+  constants as fsConstants,
+  mkdirSync,
+  readdirSync,
+  rmSync,
+  writeFileSync,
+} from "node:fs";
+import { copyFile } from "node:fs/promises";
+import { join, relative } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { type Driver, unsupported, type VmContext } from "../drivers/driver.js";
 import { chooseAccelerator } from "../drivers/qemu/accel.js";
@@ -19,14 +27,14 @@ import { AgentClient, type ExecProcess, type ExecRequest } from "../protocols/ag
 import { AGENT_READY_PORT, AGENT_VSOCK_PORT } from "../protocols/agent/ports.js";
 import { connectVsock } from "../protocols/hybrid-vsock/connect.js";
 import { firstGuestLine } from "../protocols/hybrid-vsock/listen.js";
-import { parseSpec, type VmSpecInput } from "../spec/schema.js";
+import { parseSpec, type VmSpec, type VmSpecInput } from "../spec/schema.js";
 import { applyImageConfig, commandFor } from "./exec-defaults.js";
 import { ensurePrivateDir, type InstancePaths, instancePaths, vmsRoot } from "./layout.js";
 import { acquireLock, tryLock } from "./lock.js";
 import { isAlive, signalProcess } from "./process.js";
 import { reconcile, releaseResources } from "./reconcile.js";
 import { ACTIVE_STATES, readRecord, type VmRecord, type VmState, writeRecord } from "./record.js";
-import { createOverlay } from "./root-disk.js";
+import { createEmptyDisk, createOverlay, probeDiskFormat } from "./root-disk.js";
 import { serialTail } from "./serial-tail.js";
 import { launchShim, readShimState, readVmmExit } from "./shim.js";
 
@@ -100,6 +108,7 @@ export class Manager {
         guestCid: GUEST_CID,
         desired: "stopped",
         createdAt: new Date().toISOString(),
+        disks: await prepareDisks(spec.disks, paths.dir),
       };
       if (oci !== undefined) {
         const overlay = join(paths.dir, "root.qcow2");
@@ -117,6 +126,73 @@ export class Manager {
     } catch (err) {
       rmSync(paths.dir, { recursive: true, force: true });
       throw err;
+    }
+  }
+
+  /**
+   * Copies a stopped VM: its spec, root overlay and owned disks (reflinked where the
+   * filesystem can, else copied; qcow2 files hold only what was written). Disks the source
+   * merely attaches by path are attached by the clone too.
+   */
+  async clone(source: string, target: string): Promise<VmInfo> {
+    const { paths: from } = this.load(source);
+    const release = await acquireLock(from.lock, `VM "${source}"`);
+    try {
+      const record = reconcile(readRecord(from.config, source), from);
+      if (record.state !== "stopped" && record.state !== "failed") {
+        throw new CorralError("VM_STATE", `VM "${source}" is ${record.state}`, {
+          hint: `stop it first: a running VM's disks are not consistent ("corral stop ${source}")`,
+        });
+      }
+      const spec = parseSpec({ ...record.spec, name: target });
+      const id = randomBytes(6).toString("hex");
+      const to = instancePaths(spec.name, id);
+      try {
+        mkdirSync(to.dir, { mode: 0o700 });
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code === "EEXIST") {
+          throw new CorralError("VM_EXISTS", `a VM named "${target}" already exists`, {
+            hint: "choose another name for the clone",
+          });
+        }
+        throw err;
+      }
+      try {
+        const moved = (path: string) => join(to.dir, relative(from.dir, path));
+        const copy = async (path: string) => {
+          await copyFile(path, moved(path), fsConstants.COPYFILE_FICLONE);
+          return moved(path);
+        };
+        const clone: VmRecord = {
+          ...record,
+          id,
+          name: spec.name,
+          spec,
+          state: "stopped",
+          reason: `cloned from ${source}`,
+          desired: "stopped",
+          createdAt: new Date().toISOString(),
+          startedAt: undefined,
+          readyAt: undefined,
+          stoppedAt: undefined,
+          accel: undefined,
+          rootDisk:
+            record.rootDisk === undefined
+              ? undefined
+              : { ...record.rootDisk, overlay: await copy(record.rootDisk.overlay) },
+          disks: [],
+        };
+        for (const disk of record.disks) {
+          clone.disks.push(disk.owned ? { ...disk, path: await copy(disk.path) } : disk);
+        }
+        writeRecord(to.config, clone);
+        return this.info(clone, to);
+      } catch (err) {
+        rmSync(to.dir, { recursive: true, force: true });
+        throw err;
+      }
+    } finally {
+      release();
     }
   }
 
@@ -155,6 +231,7 @@ export class Manager {
       accel: accel.accel,
       guestCid: record.guestCid,
       ...rootDiskOf(record),
+      disks: record.disks,
     };
     // Stale files of a previous run would be taken for this one.
     for (const file of [
@@ -540,6 +617,7 @@ export class Manager {
       accel: record.accel?.accel ?? "tcg",
       guestCid: record.guestCid,
       ...rootDiskOf(record),
+      disks: record.disks,
     };
   }
 
@@ -609,6 +687,22 @@ function resolveOciImage(reference: string): OciImage {
     });
   }
   return image;
+}
+
+/** Creates the new empty disks in the instance directory and checks the existing ones. */
+async function prepareDisks(disks: VmSpec["disks"], dir: string): Promise<VmRecord["disks"]> {
+  const prepared: VmRecord["disks"] = [];
+  for (const [i, disk] of disks.entries()) {
+    if ("sizeMiB" in disk) {
+      const path = join(dir, `disk${i}.qcow2`);
+      await createEmptyDisk(path, disk.sizeMiB);
+      prepared.push({ path, format: "qcow2", readOnly: false, owned: true });
+    } else {
+      const format = await probeDiskFormat(disk.path, `disks[${i}] (--disk ${disk.path})`);
+      prepared.push({ path: disk.path, format, readOnly: disk.readOnly, owned: false });
+    }
+  }
+  return prepared;
 }
 
 function rootDiskOf(record: VmRecord): Pick<VmContext, "rootDisk"> {

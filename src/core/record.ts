@@ -51,6 +51,17 @@ const recordSchema = z.object({
       overlay: z.string(),
     })
     .optional(),
+  /** Data disks, attached after the root disk; `owned` ones live in the instance directory. */
+  disks: z
+    .array(
+      z.object({
+        path: z.string(),
+        format: z.enum(["raw", "qcow2"]),
+        readOnly: z.boolean(),
+        owned: z.boolean(),
+      }),
+    )
+    .default([]),
   imageConfig: z
     .object({
       env: z.array(z.string()),

@@ -23,3 +23,40 @@ export async function createOverlay(base: string, overlay: string): Promise<void
     });
   }
 }
+
+/** A new, empty qcow2 data disk: sparse, so its size costs nothing until written. */
+export async function createEmptyDisk(path: string, sizeMiB: number): Promise<void> {
+  const qemuImg = requireTool("qemu-img");
+  try {
+    await run(qemuImg, ["create", "-q", "-f", "qcow2", path, `${sizeMiB}M`], { timeout: 30_000 });
+  } catch (err) {
+    throw new CorralError("IMAGE_BUILD", `cannot create the disk ${path}`, { cause: err });
+  }
+}
+
+/** The format of a user-supplied disk image, read by qemu-img (never guessed from a name). */
+export async function probeDiskFormat(path: string, field: string): Promise<"raw" | "qcow2"> {
+  const qemuImg = requireTool("qemu-img");
+  let info: { format?: string };
+  try {
+    const { stdout } = await run(qemuImg, ["info", "--output=json", "-U", path], {
+      timeout: 30_000,
+    });
+    info = JSON.parse(stdout) as { format?: string };
+  } catch (err) {
+    const stderr = (err as { stderr?: string }).stderr?.trim();
+    throw new CorralError("INVALID_SPEC", `${field}: cannot read the disk image ${path}`, {
+      hint:
+        stderr === undefined || stderr === ""
+          ? "check the path and that it is a disk image"
+          : stderr,
+      cause: err,
+    });
+  }
+  if (info.format !== "raw" && info.format !== "qcow2") {
+    throw new CorralError("INVALID_SPEC", `${field}: ${path} is a ${info.format} image`, {
+      hint: "convert it with qemu-img convert -O qcow2 (raw and qcow2 are supported)",
+    });
+  }
+  return info.format;
+}

@@ -71,6 +71,29 @@ export const specSchema = z
     cmdline: z
       .array(z.string().regex(/^[^\s"'\\]+$/, "kernel parameters cannot contain spaces or quotes"))
       .default([]),
+    /** Extra data disks: a new empty one of `sizeMiB`, or an existing image file at `path`. */
+    disks: z
+      .array(
+        z.union([
+          z
+            .object({
+              sizeMiB: z
+                .number()
+                .int()
+                .min(1)
+                .max(16 * 1024 * 1024),
+            })
+            .strict(),
+          z
+            .object({
+              path: z.string().startsWith("/", "disk paths must be absolute"),
+              readOnly: z.boolean().default(false),
+            })
+            .strict(),
+        ]),
+      )
+      .max(16, "at most 16 disks")
+      .default([]),
     /** Milliseconds the guest gets to answer its agent before it is killed. */
     readyTimeoutMs: z.number().int().min(1000).max(600_000).default(90_000),
   })

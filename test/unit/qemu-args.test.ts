@@ -25,6 +25,7 @@ function context(overrides: Record<string, unknown> = {}): VmContext {
     },
     accel: "tcg",
     guestCid: 3,
+    disks: [],
   };
 }
 

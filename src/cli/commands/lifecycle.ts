@@ -82,6 +82,16 @@ export function registerLifecycleCommands(program: Command): void {
   }
 
   program
+    .command("clone")
+    .description("copy a stopped VM (its root overlay and its own disks) under a new name")
+    .argument("<source>", "a stopped VM")
+    .argument("<target>", "the new VM's name")
+    .action(async (source: string, target: string) => {
+      const vm = await manager().clone(source, target);
+      process.stdout.write(`${vm.name}\n`);
+    });
+
+  program
     .command("kill")
     .description("kill a VM immediately")
     .argument("<name...>", "VM names")

@@ -22,6 +22,11 @@ export function addVmFlags(command: Command): Command {
     .option("--accel <accel>", "auto | kvm | hvf | tcg (default auto)")
     .option("--machine <type>", "q35 | microvm (default q35)")
     .option("--kernel-arg <arg>", "extra kernel command-line parameter (repeatable)", collect)
+    .option(
+      "--disk <size|path[:ro]>",
+      "extra disk: new (e.g. 10G) or an image file (repeatable)",
+      collect,
+    )
     .option("--ready-timeout <seconds>", "seconds the guest gets to answer before it is killed");
 }
 

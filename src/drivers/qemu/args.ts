@@ -23,7 +23,7 @@ export function qemuArgs(qemuPath: string, vm: VmContext): string[] {
   const cmdline = [
     image.cmdline,
     `corral.hostname=${spec.name}`,
-    ...moduleArgs(microvm, vm.rootDisk !== undefined),
+    ...moduleArgs(microvm, vm.rootDisk !== undefined, vm.disks.length > 0),
     ...(vm.rootDisk === undefined ? [] : ["corral.root=/dev/vda"]),
     ...spec.cmdline,
   ].join(" ");
@@ -71,9 +71,10 @@ export function qemuArgs(qemuPath: string, vm: VmContext): string[] {
 }
 
 /** The image loads only virtio-pci and vsock at boot; everything else is asked for here. */
-function moduleArgs(microvm: boolean, rootDisk: boolean): string[] {
+function moduleArgs(microvm: boolean, rootDisk: boolean, dataDisks: boolean): string[] {
   const modules = [
     ...(microvm ? ["virtio_mmio"] : []),
+    ...(dataDisks && !rootDisk ? ["virtio_blk"] : []),
     // ext4 needs crc32c, a soft dependency that modprobe with modules.dep does not follow.
     ...(rootDisk ? ["virtio_blk", "crc32c_generic", "ext4"] : []),
   ];
@@ -81,13 +82,19 @@ function moduleArgs(microvm: boolean, rootDisk: boolean): string[] {
 }
 
 function diskArgs(vm: VmContext, microvm: boolean): string[] {
-  if (vm.rootDisk === undefined) return [];
-  return [
-    "-drive",
-    `file=${opt(vm.rootDisk.path)},if=none,id=root,format=${vm.rootDisk.format},cache=writeback,discard=unmap`,
-    "-device",
-    `${microvm ? "virtio-blk-device" : "virtio-blk-pci"},drive=root`,
-  ];
+  const device = microvm ? "virtio-blk-device" : "virtio-blk-pci";
+  const args: string[] = [];
+  const attach = (id: string, path: string, format: string, readOnly: boolean) =>
+    args.push(
+      "-drive",
+      `file=${opt(path)},if=none,id=${id},format=${format},cache=writeback,discard=unmap${readOnly ? ",read-only=on" : ""}`,
+      "-device",
+      `${device},drive=${id}`,
+    );
+  // The root disk first, so the guest always finds it at /dev/vda.
+  if (vm.rootDisk !== undefined) attach("root", vm.rootDisk.path, vm.rootDisk.format, false);
+  vm.disks.forEach((disk, i) => attach(`disk${i}`, disk.path, disk.format, disk.readOnly));
+  return args;
 }
 
 export function vhostVsockArgs(sidecarPath: string, vm: VmContext): string[] {
