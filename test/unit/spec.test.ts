@@ -82,3 +82,21 @@ describe("parseEnvPairs", () => {
     }
   });
 });
+
+describe("parseDiskFlag", () => {
+  it("reads sizes as new disks and everything else as files", async () => {
+    const { parseDiskFlag } = await import("../../src/cli/options.js");
+    assert.deepEqual(parseDiskFlag("10G"), { sizeMiB: 10240 });
+    assert.deepEqual(parseDiskFlag("512M"), { sizeMiB: 512 });
+    assert.deepEqual(parseDiskFlag("/srv/a.img:ro"), { path: "/srv/a.img", readOnly: true });
+    assert.deepEqual(parseDiskFlag("/srv/a.img"), { path: "/srv/a.img", readOnly: false });
+    assert.throws(
+      () => parseDiskFlag("12XB"),
+      (e) => isCorralError(e, "INVALID_ARGUMENT"),
+    );
+    assert.throws(
+      () => parseDiskFlag(":ro"),
+      (e) => isCorralError(e, "INVALID_ARGUMENT"),
+    );
+  });
+});

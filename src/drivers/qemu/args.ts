@@ -93,7 +93,9 @@ function diskArgs(vm: VmContext, microvm: boolean): string[] {
     );
   // The root disk first, so the guest always finds it at /dev/vda.
   if (vm.rootDisk !== undefined) attach("root", vm.rootDisk.path, vm.rootDisk.format, false);
-  vm.disks.forEach((disk, i) => attach(`disk${i}`, disk.path, disk.format, disk.readOnly));
+  for (const [i, disk] of vm.disks.entries()) {
+    attach(`disk${i}`, disk.path, disk.format, disk.readOnly);
+  }
   return args;
 }
 
