@@ -37,6 +37,7 @@ import { ACTIVE_STATES, readRecord, type VmRecord, type VmState, writeRecord } f
 import { createEmptyDisk, createOverlay, probeDiskFormat } from "./root-disk.js";
 import { serialTail } from "./serial-tail.js";
 import { launchShim, readShimState, readVmmExit } from "./shim.js";
+import { diskCounters, parseMeminfo, processUsage, type VmStats } from "./stats.js";
 
 export type ManagerEvent =
   | { type: "state"; name: string; state: VmState; reason?: string }
@@ -533,6 +534,42 @@ export class Manager {
       }
     }
     return infos;
+  }
+
+  /** Resource use of an active VM (see core/stats.ts for where each number comes from). */
+  async stats(name: string): Promise<VmStats> {
+    const vm = await this.inspect(name);
+    if (!ACTIVE_STATES.includes(vm.state) || vm.pids === undefined) {
+      throw new CorralError("VM_STATE", `VM "${name}" is ${vm.state}: it has no resource use`, {
+        hint: `start it with "corral start ${name}"`,
+      });
+    }
+    const vmm = processUsage(vm.pids.vmm);
+    if (vmm === undefined) throw new CorralError("VM_FAILED", `the VMM of "${name}" is gone`);
+    const helpers = [vm.pids.shim, vm.pids.sidecar]
+      .flatMap((pid) => (pid === null ? [] : [processUsage(pid)]))
+      .filter((u): u is NonNullable<typeof u> => u !== undefined);
+    const disks = await this.driver.blockStats?.(this.context(vm, vm.paths)).catch(() => []);
+    let guestMemory: VmStats["guestMemory"];
+    if (vm.state === "ready") {
+      const meminfo = await agentFor(vm.paths)
+        .readFile("/proc/meminfo", { maxBytes: 64 * 1024 })
+        .catch(() => undefined);
+      guestMemory = meminfo === undefined ? undefined : parseMeminfo(meminfo.toString("latin1"));
+    }
+    return {
+      name,
+      state: vm.state,
+      vmm: { pid: vm.pids.vmm, ...vmm },
+      overhead: {
+        rssBytes: helpers.reduce((sum, u) => sum + u.rssBytes, 0),
+        cpuMs: helpers.reduce((sum, u) => sum + u.cpuMs, 0),
+      },
+      ...(guestMemory === undefined ? {} : { guestMemory }),
+      disks: diskCounters(disks ?? []),
+      network: [],
+      at: new Date().toISOString(),
+    };
   }
 
   /** Manifest digests of the OCI images this machine's VMs boot from (their overlays' bases). */

@@ -72,6 +72,15 @@ export interface Driver {
   /** Freezes the vCPUs (capabilities.pause); guest memory and devices stay as they are. */
   pause?(vm: VmContext): Promise<void>;
   resume?(vm: VmContext): Promise<void>;
+  /** Per-disk I/O counters, in the shape of QMP's query-blockstats entries. */
+  blockStats?(vm: VmContext): Promise<BlockStats[]>;
+}
+
+export interface BlockStats {
+  device?: string;
+  qdev?: string;
+  node_name?: string;
+  stats?: { rd_bytes?: number; wr_bytes?: number; rd_operations?: number; wr_operations?: number };
 }
 
 export function unsupported(backend: Backend, operation: string): CorralError {

@@ -137,6 +137,35 @@ export function registerLifecycleCommands(program: Command): void {
     });
 
   program
+    .command("stats")
+    .description("resource use of a running VM: vCPU time, memory (host and guest view), disk I/O")
+    .argument("<name>", "VM name")
+    .option("--json", "print JSON")
+    .action(async (name: string, flags: { json?: boolean }) => {
+      const stats = await manager().stats(name);
+      if (flags.json) return printJson(stats);
+      const mem = stats.guestMemory;
+      printTable(
+        ["NAME", "STATE", "VCPU TIME", "VMM RSS", "CORRAL RSS", "GUEST MEM USED", "DISK R/W"],
+        [
+          [
+            stats.name,
+            stats.state,
+            `${(stats.vmm.cpuMs / 1000).toFixed(1)}s`,
+            formatSize(stats.vmm.rssBytes),
+            formatSize(stats.overhead.rssBytes),
+            mem === undefined
+              ? "-"
+              : `${formatSize(mem.usedBytes)} / ${formatSize(mem.totalBytes)}`,
+            stats.disks.length === 0
+              ? "-"
+              : `${formatSize(stats.disks.reduce((n, d) => n + d.readBytes, 0))} / ${formatSize(stats.disks.reduce((n, d) => n + d.writtenBytes, 0))}`,
+          ],
+        ],
+      );
+    });
+
+  program
     .command("inspect")
     .description("show everything corral knows about a VM (JSON)")
     .argument("<name>", "VM name")

@@ -4,7 +4,7 @@ import { requireTool } from "../../host/tools.js";
 import { findVhostDeviceVsock } from "../../host/vhost-device-vsock.js";
 import { QmpClient } from "../../protocols/qmp/client.js";
 import type { VmSpec } from "../../spec/schema.js";
-import type { Driver, DriverCapabilities, LaunchPlan, VmContext } from "../driver.js";
+import type { BlockStats, Driver, DriverCapabilities, LaunchPlan, VmContext } from "../driver.js";
 import { qemuArgs, vhostVsockArgs } from "./args.js";
 
 const QMP_CONNECT_TIMEOUT_MS = 15_000;
@@ -81,6 +81,16 @@ export class QemuDriver implements Driver {
 
   resume(vm: VmContext): Promise<void> {
     return this.command(vm, "cont");
+  }
+
+  async blockStats(vm: VmContext): Promise<BlockStats[]> {
+    const qmp = await QmpClient.connect(vm.paths.qmpSocket, { timeoutMs: 5_000 });
+    try {
+      const entries = await qmp.execute<BlockStats[]>("query-blockstats");
+      return Array.isArray(entries) ? entries : [];
+    } finally {
+      await qmp.close();
+    }
   }
 
   private async command(vm: VmContext, command: string): Promise<void> {

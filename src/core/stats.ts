@@ -1,0 +1,80 @@
+/**
+ * `corral stats`: what a VM costs and does, from three places: the host's /proc (the VMM's
+ * CPU time and memory, corral's own processes), QMP (disk counters) and the guest agent
+ * (the guest's own view of its memory). Guest numbers are untrusted input: parsed, bounded.
+ */
+import { readFileSync } from "node:fs";
+import type { BlockStats } from "../drivers/driver.js";
+
+/** Clock ticks per second of /proc/<pid>/stat times; 100 on every Linux we target. */
+const CLK_TCK = 100;
+
+export interface ProcessUsage {
+  cpuMs: number;
+  rssBytes: number;
+}
+
+export function processUsage(pid: number): ProcessUsage | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    // utime and stime are fields 14 and 15 of stat(5): indexes 11 and 12 after the comm.
+    const ticks = Number(fields[11]) + Number(fields[12]);
+    const status = readFileSync(`/proc/${pid}/status`, "utf8");
+    const rssKiB = Number(/^VmRSS:\s+(\d+) kB$/m.exec(status)?.[1] ?? "0");
+    return { cpuMs: Math.round((ticks * 1000) / CLK_TCK), rssBytes: rssKiB * 1024 };
+  } catch {
+    return undefined;
+  }
+}
+
+export interface GuestMemory {
+  totalBytes: number;
+  availableBytes: number;
+  usedBytes: number;
+}
+
+/** Parses the guest's /proc/meminfo; fields missing or absurd make the result undefined. */
+export function parseMeminfo(text: string): GuestMemory | undefined {
+  const field = (name: string) => {
+    const match = new RegExp(`^${name}:\\s+(\\d{1,15}) kB$`, "m").exec(text);
+    return match === null ? undefined : Number(match[1]) * 1024;
+  };
+  const total = field("MemTotal");
+  const available = field("MemAvailable");
+  if (total === undefined || available === undefined || available > total) return undefined;
+  return { totalBytes: total, availableBytes: available, usedBytes: total - available };
+}
+
+export interface DiskCounters {
+  device: string;
+  readBytes: number;
+  writtenBytes: number;
+  readOps: number;
+  writeOps: number;
+}
+
+export function diskCounters(entries: readonly BlockStats[]): DiskCounters[] {
+  return entries
+    .filter((e) => e.stats !== undefined)
+    .map((e) => ({
+      device: e.device || e.qdev || e.node_name || "?",
+      readBytes: e.stats?.rd_bytes ?? 0,
+      writtenBytes: e.stats?.wr_bytes ?? 0,
+      readOps: e.stats?.rd_operations ?? 0,
+      writeOps: e.stats?.wr_operations ?? 0,
+    }));
+}
+
+export interface VmStats {
+  name: string;
+  state: string;
+  vmm: ProcessUsage & { pid: number };
+  /** The shim and the vsock sidecar: what corral itself costs per VM. */
+  overhead: { rssBytes: number; cpuMs: number };
+  guestMemory?: GuestMemory;
+  disks: DiskCounters[];
+  /** Network counters arrive with network modes (issue 4). */
+  network: [];
+  at: string;
+}
