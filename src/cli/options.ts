@@ -17,6 +17,8 @@ export interface VmFlags {
   machine?: string;
   kernelArg?: string[];
   disk?: string[];
+  network?: string;
+  mac?: string;
   readyTimeout?: string;
 }
 
@@ -63,6 +65,8 @@ export function specFromFlags(flags: VmFlags): Partial<VmSpecInput> {
   if (flags.machine !== undefined) spec.machine = flags.machine as VmSpecInput["machine"];
   if (flags.kernelArg !== undefined) spec.cmdline = flags.kernelArg;
   if (flags.disk !== undefined) spec.disks = flags.disk.map(parseDiskFlag);
+  if (flags.network !== undefined) spec.network = flags.network as VmSpecInput["network"];
+  if (flags.mac !== undefined) spec.mac = flags.mac.toLowerCase();
   if (flags.readyTimeout !== undefined) {
     spec.readyTimeoutMs = parseIntFlag(flags.readyTimeout, "--ready-timeout", 1, 600) * 1000;
   }

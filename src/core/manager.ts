@@ -3,7 +3,7 @@
  * Stateless between calls: every method reads the instance directory, reconciles it with
  * the live processes, acts under the VM's lock, and writes the record back atomically.
  */
-import { randomBytes } from "node:crypto";
+import { createHash, randomBytes } from "node:crypto";
 import {
   existsSync,
   constants as fsConstants,
@@ -233,6 +233,7 @@ export class Manager {
       guestCid: record.guestCid,
       ...rootDiskOf(record),
       disks: record.disks,
+      mac: macOf(record),
     };
     // Stale files of a previous run would be taken for this one.
     for (const file of [
@@ -655,6 +656,7 @@ export class Manager {
       guestCid: record.guestCid,
       ...rootDiskOf(record),
       disks: record.disks,
+      mac: macOf(record),
     };
   }
 
@@ -724,6 +726,13 @@ function resolveOciImage(reference: string): OciImage {
     });
   }
   return image;
+}
+
+/** The NIC's MAC: the user's, or a locally administered one stable for this VM's id. */
+export function macOf(record: Pick<VmRecord, "id" | "spec">): string {
+  if (record.spec.mac !== undefined) return record.spec.mac;
+  const bytes = createHash("sha256").update(record.id).digest().subarray(0, 5);
+  return ["02", ...[...bytes].map((b) => b.toString(16).padStart(2, "0"))].join(":");
 }
 
 /** Creates the new empty disks in the instance directory and checks the existing ones. */

@@ -44,6 +44,8 @@ export interface VmContext {
   guestCid: number;
   /** The root filesystem disk (an OCI image's overlay); absent: the initramfs is the root. */
   rootDisk?: { path: string; format: "qcow2" | "raw" };
+  /** The NIC's MAC (used when spec.network is not "none"). */
+  mac: string;
   /** Data disks, in order (the guest sees them after the root disk). */
   disks: readonly { path: string; format: "qcow2" | "raw"; readOnly: boolean }[];
 }

@@ -74,7 +74,7 @@ export const BOOT_MODULES = [
 /** Bump when the image layout changes in a way the hashed inputs don't capture. */
 const BUILDER_VERSION = 2;
 
-const INIT_FILES = ["inittab", "rc", "agent", "passwd", "group", "hosts", "power-button"];
+const INIT_FILES = ["inittab", "rc", "agent", "udhcpc", "passwd", "group", "hosts", "power-button"];
 
 export function initFilesDir(): string {
   return fileURLToPath(new URL("../../agent/init/", import.meta.url));

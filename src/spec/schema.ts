@@ -71,6 +71,23 @@ export const specSchema = z
     cmdline: z
       .array(z.string().regex(/^[^\s"'\\]+$/, "kernel parameters cannot contain spaces or quotes"))
       .default([]),
+    /**
+     * "none" (default): no NIC at all, only loopback. "nat": QEMU user-mode networking
+     * (slirp) with DHCP and DNS; the host is reachable at 10.0.2.2.
+     */
+    network: z.enum(["none", "nat"]).default("none"),
+    /** Locally administered unicast MAC; default: derived from the VM's id. */
+    mac: z
+      .string()
+      .regex(
+        /^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/,
+        "write the MAC as six lowercase hex pairs, e.g. 02:00:00:12:34:56",
+      )
+      .refine(
+        (mac) => (Number.parseInt(mac.slice(0, 2), 16) & 1) === 0,
+        "a MAC must be unicast (first byte even)",
+      )
+      .optional(),
     /** Extra data disks: a new empty one of `sizeMiB`, or an existing image file at `path`. */
     disks: z
       .array(
@@ -121,6 +138,10 @@ function hintFor(field: string): string {
       return "use e.g. --memory 512M or --memory 2G";
     case "cpus":
       return "use --cpus with a whole number from 1 to 64";
+    case "network":
+      return "use --network none (no NIC) or --network nat (tap and switch modes are not built yet)";
+    case "mac":
+      return "e.g. --mac 02:00:00:12:34:56 (locally administered, unicast)";
     case "image":
       return "use an image reference like alpine, alpine:3.20 or ghcr.io/org/app:tag";
     case "accel":

@@ -26,6 +26,7 @@ function context(overrides: Record<string, unknown> = {}): VmContext {
     accel: "tcg",
     guestCid: 3,
     disks: [],
+    mac: "02:11:22:33:44:55",
   };
 }
 
@@ -75,6 +76,16 @@ describe("qemuArgs", () => {
       valueAfter(qemuArgs("qemu", context()), "-append")[0] ?? "",
       /corral\.(modules|root)/,
     );
+  });
+  it("adds no NIC by default and a user-mode NIC with DHCP for nat", () => {
+    const none = qemuArgs("qemu", context());
+    assert.ok(!none.includes("-netdev"));
+    const nat = qemuArgs("qemu", context({ network: "nat" }));
+    assert.deepEqual(valueAfter(nat, "-netdev"), ["user,id=net0"]);
+    assert.ok(
+      valueAfter(nat, "-device").includes("virtio-net-pci,netdev=net0,mac=02:11:22:33:44:55"),
+    );
+    assert.match(valueAfter(nat, "-append")[0] ?? "", /corral.modules=virtio_net corral.net=dhcp/);
   });
   it("uses the mmio vsock device on microvm", () => {
     const argv = qemuArgs("qemu", context({ machine: "microvm" }));

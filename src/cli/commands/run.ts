@@ -22,6 +22,8 @@ export function addVmFlags(command: Command): Command {
     .option("--accel <accel>", "auto | kvm | hvf | tcg (default auto)")
     .option("--machine <type>", "q35 | microvm (default q35)")
     .option("--kernel-arg <arg>", "extra kernel command-line parameter (repeatable)", collect)
+    .option("--network <mode>", "none (default: no NIC) | nat (user-mode NAT with DHCP)")
+    .option("--mac <mac>", "MAC address of the NIC (default: derived from the VM id)")
     .option(
       "--disk <size|path[:ro]>",
       "extra disk: new (e.g. 10G) or an image file (repeatable)",

@@ -23,7 +23,8 @@ export function qemuArgs(qemuPath: string, vm: VmContext): string[] {
   const cmdline = [
     image.cmdline,
     `corral.hostname=${spec.name}`,
-    ...moduleArgs(microvm, vm.rootDisk !== undefined, vm.disks.length > 0),
+    ...moduleArgs(microvm, vm.rootDisk !== undefined, vm.disks.length > 0, spec.network !== "none"),
+    ...(spec.network === "nat" ? ["corral.net=dhcp"] : []),
     ...(vm.rootDisk === undefined ? [] : ["corral.root=/dev/vda"]),
     ...spec.cmdline,
   ].join(" ");
@@ -65,20 +66,38 @@ export function qemuArgs(qemuPath: string, vm: VmContext): string[] {
     `${microvm ? "vhost-user-vsock-device" : "vhost-user-vsock-pci"},chardev=vsock0`,
     ...(microvm ? ["-global", "virtio-mmio.force-legacy=false"] : []),
     ...diskArgs(vm, microvm),
+    ...networkArgs(vm, microvm),
     "-qmp",
     `unix:${opt(paths.qmpSocket)},server=on,wait=off`,
   ];
 }
 
 /** The image loads only virtio-pci and vsock at boot; everything else is asked for here. */
-function moduleArgs(microvm: boolean, rootDisk: boolean, dataDisks: boolean): string[] {
+function moduleArgs(
+  microvm: boolean,
+  rootDisk: boolean,
+  dataDisks: boolean,
+  nic: boolean,
+): string[] {
   const modules = [
     ...(microvm ? ["virtio_mmio"] : []),
+    ...(nic ? ["virtio_net"] : []),
     ...(dataDisks && !rootDisk ? ["virtio_blk"] : []),
     // ext4 needs crc32c, a soft dependency that modprobe with modules.dep does not follow.
     ...(rootDisk ? ["virtio_blk", "crc32c_generic", "ext4"] : []),
   ];
   return modules.length === 0 ? [] : [`corral.modules=${modules.join(",")}`];
+}
+
+/** "none" adds no NIC at all: the guest has only loopback, not a NIC with no route. */
+function networkArgs(vm: VmContext, microvm: boolean): string[] {
+  if (vm.spec.network === "none") return [];
+  return [
+    "-netdev",
+    "user,id=net0",
+    "-device",
+    `${microvm ? "virtio-net-device" : "virtio-net-pci"},netdev=net0,mac=${vm.mac}`,
+  ];
 }
 
 function diskArgs(vm: VmContext, microvm: boolean): string[] {

@@ -43,6 +43,7 @@ export async function rootfsEntries(r: RootfsInputs): Promise<CpioEntry[]> {
     { path: "etc/inittab", type: "file", mode: 0o644, data: await init("inittab") },
     { path: "etc/corral/rc", type: "file", mode: 0o755, data: await init("rc") },
     { path: "etc/corral/agent", type: "file", mode: 0o755, data: await init("agent") },
+    { path: "etc/corral/udhcpc", type: "file", mode: 0o755, data: await init("udhcpc") },
     { path: "etc/passwd", type: "file", mode: 0o644, data: await init("passwd") },
     { path: "etc/group", type: "file", mode: 0o644, data: await init("group") },
     { path: "etc/hosts", type: "file", mode: 0o644, data: await init("hosts") },
