@@ -260,12 +260,12 @@ export class Manager {
       readyAt: undefined,
       stoppedAt: undefined,
     };
-    this.save(state, paths);
     const readyNotice = await firstGuestLine(
       paths.vsockSocket,
       AGENT_READY_PORT,
       /^READY \S+ \d+$/,
     );
+    this.save(state, paths);
     try {
       launchShim({
         shimPath,

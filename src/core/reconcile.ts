@@ -9,18 +9,29 @@ import { isAlive, signalProcess } from "./process.js";
 import { ACTIVE_STATES, type VmRecord, writeRecord } from "./record.js";
 import { readShimState, readVmmExit } from "./shim.js";
 
+/** Longer than any shim takes to report (it forks and writes shim.json within milliseconds). */
+const STALE_START_MS = 30_000;
+
 export function reconcile(record: VmRecord, paths: InstancePaths): VmRecord {
   if (!ACTIVE_STATES.includes(record.state)) return record;
   const shim = readShimState(paths);
   const exit = readVmmExit(paths);
   if (exit === undefined) {
     if (shim === undefined) {
-      // The shim has not reported yet: a start is in progress (or died before it could).
+      // The shim reports within milliseconds of its launch: a start that has been silent for
+      // longer died before launching it (callers reconcile under the VM's lock, so no start
+      // of this VM is running now).
+      const startedMs = Date.parse(record.startedAt ?? "");
+      if (record.state !== "starting" || !(Date.now() - startedMs > STALE_START_MS)) return record;
+    } else if (isAlive(shim.vmmPid, shim.vmmStartTime)) {
       return record;
     }
-    if (isAlive(shim.vmmPid, shim.vmmStartTime)) return record;
   }
-  const reason = exit?.reason ?? "the VMM shim was killed (no exit record); its VMM died with it";
+  const reason =
+    exit?.reason ??
+    (shim === undefined
+      ? "the start was interrupted before the VMM was launched"
+      : "the VMM shim was killed (no exit record); its VMM died with it");
   const cleanExit = exit?.vmm?.exitCode === 0;
   const stopped = record.desired === "stopped" || cleanExit;
   const next: VmRecord = {
