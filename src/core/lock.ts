@@ -10,8 +10,8 @@ import { isAlive, processStartTime } from "./process.js";
 export type Release = () => void;
 
 /** Takes the lock only if it is free right now (stale locks count as free). */
-export function tryLock(path: string): Release | undefined {
-  return takeFreeOrStale(path);
+export function tryLock(path: string, what = path): Release | undefined {
+  return takeFreeOrStale(path, what);
 }
 
 export async function acquireLock(
@@ -21,7 +21,7 @@ export async function acquireLock(
 ): Promise<Release> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
-    const release = takeFreeOrStale(path);
+    const release = takeFreeOrStale(path, what);
     if (release !== undefined) return release;
     if (Date.now() > deadline) {
       throw new CorralError("VM_LOCKED", `${what} is busy: another corral command holds its lock`, {
@@ -33,7 +33,7 @@ export async function acquireLock(
 }
 
 /** One attempt: create the lock file exclusively, taking over a dead holder's lock once. */
-function takeFreeOrStale(path: string): Release | undefined {
+function takeFreeOrStale(path: string, what: string): Release | undefined {
   const me = `${process.pid} ${processStartTime(process.pid) ?? ""}`;
   for (let attempt = 0; attempt < 2; attempt++) {
     try {
@@ -42,6 +42,11 @@ function takeFreeOrStale(path: string): Release | undefined {
       closeSync(fd);
       return () => rmSync(path, { force: true });
     } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === "ENOENT") {
+        throw new CorralError("VM_NOT_FOUND", `${what} no longer exists`, {
+          hint: 'it was removed meanwhile; list VMs with "corral ls"',
+        });
+      }
       if ((err as NodeJS.ErrnoException).code !== "EEXIST") throw err;
     }
     if (!holderIsGone(path)) return undefined;

@@ -9,6 +9,7 @@ import {
   constants as fsConstants,
   mkdirSync,
   readdirSync,
+  renameSync,
   rmSync,
   writeFileSync,
 } from "node:fs";
@@ -266,8 +267,10 @@ export class Manager {
       /^READY \S+ \d+$/,
     );
     this.save(state, paths);
+    let shimPid: number | undefined;
     try {
-      launchShim({
+      signal?.throwIfAborted();
+      shimPid = launchShim({
         shimPath,
         plan,
         paths,
@@ -293,6 +296,10 @@ export class Manager {
           () => readVmmExit(paths),
           () => undefined,
         ));
+      if (shimPid !== undefined && readShimState(paths) === undefined) {
+        // The shim had not reported its children yet: its session holds them all.
+        signalGroup(shimPid);
+      }
       releaseResources(paths);
       const aborted = signal?.aborted === true;
       const reason = aborted
@@ -411,12 +418,21 @@ export class Manager {
 
   /** Continues a paused VM and sets the guest's clock, which stood still while paused. */
   async resume(name: string): Promise<VmInfo> {
-    return this.transition(name, "paused", "ready", async (vm) => {
+    const info = await this.transition(name, "paused", "ready", async (vm) => {
       const driver = this.driver;
       if (driver.resume === undefined) throw unsupported(driver.capabilities.backend, "resume");
       await driver.resume(vm);
-      await agentFor(vm.paths).setTime();
     });
+    // The vCPUs run again whatever happens next; a clock left behind is worth a notice only.
+    await agentFor(info.paths)
+      .setTime()
+      .catch((err: unknown) =>
+        this.emit({
+          type: "notice",
+          message: `VM "${name}" resumed, but its clock could not be set: ${String(err)}`,
+        }),
+      );
+    return info;
   }
 
   private async transition(
@@ -498,10 +514,14 @@ export class Manager {
       }
       releaseResources(paths);
       await this.waitForShimGone(paths);
+      // Out of sight while still locked: a command waiting for the lock must find no VM,
+      // not a half-deleted one. ("." names are never VM names.)
+      const doomed = join(vmsRoot(), `.removing-${record.id}`);
+      renameSync(paths.dir, doomed);
+      rmSync(doomed, { recursive: true, force: true });
     } finally {
       release();
     }
-    rmSync(paths.dir, { recursive: true, force: true });
   }
 
   private async waitForShimGone(paths: InstancePaths): Promise<void> {
@@ -699,6 +719,14 @@ function notReady(record: VmRecord, paths: InstancePaths): CorralError {
     `VM "${record.name}" did not answer within ${record.spec.readyTimeoutMs / 1000} s; it was killed`,
     { hint: failureHint(paths) },
   );
+}
+
+function signalGroup(leader: number): void {
+  try {
+    process.kill(-leader, "SIGKILL");
+  } catch {
+    // already gone
+  }
 }
 
 function agentFor(paths: InstancePaths): AgentClient {

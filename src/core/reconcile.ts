@@ -23,7 +23,8 @@ export function reconcile(record: VmRecord, paths: InstancePaths): VmRecord {
       // of this VM is running now).
       const startedMs = Date.parse(record.startedAt ?? "");
       if (record.state !== "starting" || !(Date.now() - startedMs > STALE_START_MS)) return record;
-    } else if (isAlive(shim.vmmPid, shim.vmmStartTime)) {
+    } else if (isAlive(shim.vmmPid, shim.vmmStartTime) || isNamed(shim.shimPid, "vmm-shim")) {
+      // A live shim is still recording how its VMM ended: exit.json comes in a moment.
       return record;
     }
   }
@@ -60,10 +61,14 @@ export function releaseResources(paths: InstancePaths): void {
   rmSync(paths.readyFile, { force: true });
 }
 
-function signalIfNamed(pid: number, comm: string): void {
+function isNamed(pid: number, comm: string): boolean {
   try {
-    if (readFileSync(`/proc/${pid}/comm`, "utf8").trim() === comm) signalProcess(pid, "SIGKILL");
+    return isAlive(pid) && readFileSync(`/proc/${pid}/comm`, "utf8").trim() === comm;
   } catch {
-    // gone
+    return false;
   }
+}
+
+function signalIfNamed(pid: number, comm: string): void {
+  if (isNamed(pid, comm)) signalProcess(pid, "SIGKILL");
 }

@@ -37,12 +37,12 @@ export async function createEmptyDisk(path: string, sizeMiB: number): Promise<vo
 /** The format of a user-supplied disk image, read by qemu-img (never guessed from a name). */
 export async function probeDiskFormat(path: string, field: string): Promise<"raw" | "qcow2"> {
   const qemuImg = requireTool("qemu-img");
-  let info: { format?: string };
+  let info: { format?: string; "backing-filename"?: string; "full-backing-filename"?: string };
   try {
     const { stdout } = await run(qemuImg, ["info", "--output=json", "-U", path], {
       timeout: 30_000,
     });
-    info = JSON.parse(stdout) as { format?: string };
+    info = JSON.parse(stdout) as typeof info;
   } catch (err) {
     const stderr = (err as { stderr?: string }).stderr?.trim();
     throw new CorralError("INVALID_SPEC", `${field}: cannot read the disk image ${path}`, {
@@ -51,6 +51,14 @@ export async function probeDiskFormat(path: string, field: string): Promise<"raw
           ? "check the path and that it is a disk image"
           : stderr,
       cause: err,
+    });
+  }
+  // A qcow2 header is data anyone who wrote the file controls (a guest, a download): a
+  // backing file in it would make QEMU open that host path for the guest to read.
+  const backing = info["full-backing-filename"] ?? info["backing-filename"];
+  if (backing !== undefined) {
+    throw new CorralError("INVALID_SPEC", `${field}: ${path} names a backing file (${backing})`, {
+      hint: `flatten it first: qemu-img convert -O qcow2 ${path} flat.qcow2`,
     });
   }
   if (info.format !== "raw" && info.format !== "qcow2") {

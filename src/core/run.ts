@@ -45,6 +45,7 @@ export async function runInVm(manager: Manager, options: RunOptions): Promise<Ru
   if (image !== undefined && image !== DEFAULT_IMAGE_NAME && findOciImage(image) === undefined) {
     await pullImage(image, options.pull ?? {});
   }
+  options.signal?.throwIfAborted();
   const vm = await manager.create(options.spec);
   const name = vm.name;
   let ready: VmInfo;
@@ -73,6 +74,7 @@ export async function runInVm(manager: Manager, options: RunOptions): Promise<Ru
     });
     const onAbort = () => proc.kill("SIGKILL");
     options.signal?.addEventListener("abort", onAbort, { once: true });
+    if (options.signal?.aborted) onAbort();
     try {
       const [result] = await Promise.all([
         proc.result,

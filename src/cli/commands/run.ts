@@ -7,6 +7,7 @@ import { parseEnvPairs } from "../../spec/schema.js";
 import {
   collect,
   type PullFlags,
+  parseIntFlag,
   pullOptionsFromFlags,
   specFromFlags,
   type VmFlags,
@@ -175,7 +176,10 @@ export function registerRunCommands(program: Command): void {
           env: flags.env === undefined ? undefined : parseEnvPairs(flags.env),
           cwd: flags.workdir,
           user: flags.user,
-          timeoutMs: flags.timeout === undefined ? undefined : Number(flags.timeout) * 1000,
+          timeoutMs:
+            flags.timeout === undefined
+              ? undefined
+              : parseIntFlag(flags.timeout, "--timeout", 1, 86_400) * 1000,
           stdin: flags.interactive ? process.stdin : undefined,
         });
         const forward = () => proc.kill("SIGINT");

@@ -42,8 +42,13 @@ export async function firstGuestLine(
   const line = new Promise<string>((resolve) => {
     deliver = resolve;
   });
+  const open = new Set<Socket>();
   const server = await listenForGuest(udsPath, port, (socket) => {
     let buffered = "";
+    open.add(socket);
+    socket.on("close", () => open.delete(socket));
+    // A guest that connects and says nothing must not keep the host process alive.
+    socket.setTimeout(10_000, () => socket.destroy());
     socket.setEncoding("latin1");
     socket.on("error", () => socket.destroy());
     socket.on("data", (chunk: string) => {
@@ -58,5 +63,11 @@ export async function firstGuestLine(
       }
     });
   });
-  return { line, close: () => server.close() };
+  return {
+    line,
+    close: () => {
+      server.close();
+      for (const socket of open) socket.destroy();
+    },
+  };
 }
