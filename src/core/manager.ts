@@ -28,7 +28,7 @@ import { AgentClient, type ExecProcess, type ExecRequest } from "../protocols/ag
 import { AGENT_READY_PORT, AGENT_VSOCK_PORT } from "../protocols/agent/ports.js";
 import { connectVsock } from "../protocols/hybrid-vsock/connect.js";
 import { firstGuestLine } from "../protocols/hybrid-vsock/listen.js";
-import { parseSpec, type VmSpec, type VmSpecInput } from "../spec/schema.js";
+import { NAME_PATTERN, parseSpec, type VmSpec, type VmSpecInput } from "../spec/schema.js";
 import { applyImageConfig, commandFor } from "./exec-defaults.js";
 import { ensurePrivateDir, type InstancePaths, instancePaths, vmsRoot } from "./layout.js";
 import { acquireLock, tryLock } from "./lock.js";
@@ -503,6 +503,17 @@ export class Manager {
 
   /** Removes the VM and everything it owns. Refuses a running VM unless `force`. */
   async remove(name: string, options: { force?: boolean } = {}): Promise<void> {
+    const probe = instancePaths(name, "000000000000");
+    if (
+      options.force === true &&
+      NAME_PATTERN.test(name) &&
+      existsSync(probe.dir) &&
+      !existsSync(probe.config)
+    ) {
+      // A create killed before it wrote vm.json: nothing runs, only the directory is left.
+      rmSync(probe.dir, { recursive: true, force: true });
+      return;
+    }
     const { paths } = this.load(name);
     const release = await acquireLock(paths.lock, `VM "${name}"`);
     try {
@@ -651,7 +662,7 @@ export class Manager {
   }
 
   private load(name: string): { record: VmRecord; paths: InstancePaths } {
-    if (!/^[a-z0-9][a-z0-9_.-]{0,62}$/.test(name)) {
+    if (!NAME_PATTERN.test(name)) {
       throw new CorralError("VM_NOT_FOUND", `no VM named "${name}"`, {
         hint: 'list VMs with "corral ls"',
       });
