@@ -7,6 +7,7 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { runRoot } from "../../src/core/layout.js";
 
 export const repoRoot = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
 const cliEntry = join(repoRoot, "src", "cli", "main.ts");
@@ -76,11 +77,24 @@ export function sandbox(): Sandbox {
       if (names.length > 0) await corral(["rm", "-f", ...names]);
       const survivors = processesMentioning(stateDir);
       rmSync(stateDir, { recursive: true, force: true });
+      rmSync(runRootOf(stateDir), { recursive: true, force: true });
       if (survivors.length > 0) {
         throw new Error(`processes of ${stateDir} survived cleanup: ${survivors.join(", ")}`);
       }
     },
   };
+}
+
+/** The socket directory corral derives from a state directory (see src/core/layout.ts). */
+function runRootOf(stateDir: string): string {
+  const saved = process.env.CORRAL_STATE_DIR;
+  process.env.CORRAL_STATE_DIR = stateDir;
+  try {
+    return runRoot();
+  } finally {
+    if (saved === undefined) delete process.env.CORRAL_STATE_DIR;
+    else process.env.CORRAL_STATE_DIR = saved;
+  }
 }
 
 /** Pids of processes whose command line mentions `needle` (to prove nothing was orphaned). */
