@@ -78,19 +78,10 @@ export class Manager {
     this.driver.validate(spec);
     const image = resolveBootImage();
     const oci = spec.image === DEFAULT_IMAGE_NAME ? undefined : resolveOciImage(spec.image);
-    mkdirSync(vmsRoot(), { recursive: true, mode: 0o700 });
-    const id = randomBytes(6).toString("hex");
-    const paths = instancePaths(spec.name, id);
-    try {
-      mkdirSync(paths.dir, { mode: 0o700 });
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === "EEXIST") {
-        throw new CorralError("VM_EXISTS", `a VM named "${spec.name}" already exists`, {
-          hint: `choose another --name, or remove it with "corral rm -f ${spec.name}"`,
-        });
-      }
-      throw err;
-    }
+    const { id, paths } = claimInstanceDir(
+      spec.name,
+      `choose another --name, or remove it with "corral rm -f ${spec.name}"`,
+    );
     try {
       const record: VmRecord = {
         version: 1,
@@ -147,18 +138,7 @@ export class Manager {
         });
       }
       const spec = parseSpec({ ...record.spec, name: target });
-      const id = randomBytes(6).toString("hex");
-      const to = instancePaths(spec.name, id);
-      try {
-        mkdirSync(to.dir, { mode: 0o700 });
-      } catch (err) {
-        if ((err as NodeJS.ErrnoException).code === "EEXIST") {
-          throw new CorralError("VM_EXISTS", `a VM named "${target}" already exists`, {
-            hint: "choose another name for the clone",
-          });
-        }
-        throw err;
-      }
+      const { id, paths: to } = claimInstanceDir(spec.name, "choose another name for the clone");
       try {
         const moved = (path: string) => join(to.dir, relative(from.dir, path));
         const copy = async (path: string) => {
@@ -615,6 +595,11 @@ export class Manager {
 
   /** An agent client for a ready VM. */
   async agent(name: string): Promise<AgentClient> {
+    return agentFor(this.readyVm(name).paths);
+  }
+
+  /** The VM's record and paths, or an error saying why it cannot take commands now. */
+  private readyVm(name: string): { record: VmRecord; paths: InstancePaths } {
     const { record, paths } = this.load(name);
     const current = this.observe(record, paths);
     if (current.state !== "ready") {
@@ -627,7 +612,7 @@ export class Manager {
               : `start it with "corral start ${name}"`,
       });
     }
-    return agentFor(paths);
+    return { record: current, paths };
   }
 
   /**
@@ -647,9 +632,8 @@ export class Manager {
 
   /** Runs a command in a ready VM, with its image's Env, WorkingDir and User as defaults. */
   async exec(name: string, req: ExecRequest): Promise<ExecProcess> {
-    const agent = await this.agent(name);
-    const { record } = this.load(name);
-    return agent.exec(applyImageConfig(req, record.imageConfig, record.spec.env));
+    const { record, paths } = this.readyVm(name);
+    return agentFor(paths).exec(applyImageConfig(req, record.imageConfig, record.spec.env));
   }
 
   /** The command `run` starts when the user gave `args` (Docker's Entrypoint/Cmd rules). */
@@ -730,6 +714,22 @@ function notReady(record: VmRecord, paths: InstancePaths): CorralError {
     `VM "${record.name}" did not answer within ${record.spec.readyTimeoutMs / 1000} s; it was killed`,
     { hint: failureHint(paths) },
   );
+}
+
+/** Creates a new VM's instance directory; the name is taken if the directory exists. */
+function claimInstanceDir(name: string, hint: string): { id: string; paths: InstancePaths } {
+  mkdirSync(vmsRoot(), { recursive: true, mode: 0o700 });
+  const id = randomBytes(6).toString("hex");
+  const paths = instancePaths(name, id);
+  try {
+    mkdirSync(paths.dir, { mode: 0o700 });
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === "EEXIST") {
+      throw new CorralError("VM_EXISTS", `a VM named "${name}" already exists`, { hint });
+    }
+    throw err;
+  }
+  return { id, paths };
 }
 
 function signalGroup(leader: number): void {

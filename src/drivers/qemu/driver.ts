@@ -71,32 +71,28 @@ export class QemuDriver implements Driver {
     }
   }
 
-  requestShutdown(vm: VmContext): Promise<void> {
-    return this.command(vm, "system_powerdown");
+  async requestShutdown(vm: VmContext): Promise<void> {
+    await this.command(vm, "system_powerdown");
   }
 
-  pause(vm: VmContext): Promise<void> {
-    return this.command(vm, "stop");
+  async pause(vm: VmContext): Promise<void> {
+    await this.command(vm, "stop");
   }
 
-  resume(vm: VmContext): Promise<void> {
-    return this.command(vm, "cont");
+  async resume(vm: VmContext): Promise<void> {
+    await this.command(vm, "cont");
   }
 
   async blockStats(vm: VmContext): Promise<BlockStats[]> {
-    const qmp = await QmpClient.connect(vm.paths.qmpSocket, { timeoutMs: 5_000 });
-    try {
-      const entries = await qmp.execute<BlockStats[]>("query-blockstats");
-      return Array.isArray(entries) ? entries : [];
-    } finally {
-      await qmp.close();
-    }
+    const entries = await this.command<BlockStats[]>(vm, "query-blockstats");
+    return Array.isArray(entries) ? entries : [];
   }
 
-  private async command(vm: VmContext, command: string): Promise<void> {
+  /** One QMP command on a connection of its own (CLI processes are short-lived). */
+  private async command<T = unknown>(vm: VmContext, command: string): Promise<T> {
     const qmp = await QmpClient.connect(vm.paths.qmpSocket, { timeoutMs: 5_000 });
     try {
-      await qmp.execute(command);
+      return await qmp.execute<T>(command);
     } finally {
       await qmp.close();
     }
