@@ -3,11 +3,12 @@
  * the missing ones; `doctor` reports them; drivers ask `requireTool` and get an error that
  * names the package to install.
  */
+import { existsSync } from "node:fs";
 import { CorralError } from "../errors.js";
 import { which } from "./which.js";
 
 export interface HostTool {
-  /** Executable name looked up on PATH. */
+  /** Executable name looked up on PATH, or an absolute path that must exist (firmware, data). */
   command: string;
   /** Debian package that provides it. */
   aptPackage: string;
@@ -28,6 +29,11 @@ export const HOST_TOOLS: readonly HostTool[] = [
   { command: "zstd", aptPackage: "zstd", purpose: "unpacks zstd-compressed image layers" },
   { command: "debugfs", aptPackage: "e2fsprogs", purpose: "fixes ownership in ext4 images" },
   {
+    command: "/usr/share/OVMF/OVMF_CODE_4M.fd",
+    aptPackage: "ovmf",
+    purpose: "UEFI firmware (--firmware uefi)",
+  },
+  {
     command: "docker-registry",
     aptPackage: "docker-registry",
     purpose: "a real OCI registry for the tests",
@@ -41,9 +47,49 @@ export const HOST_TOOLS: readonly HostTool[] = [
   },
   { command: "skopeo", aptPackage: "skopeo", purpose: "peer in the image benchmark", dev: true },
   { command: "umoci", aptPackage: "umoci", purpose: "peer in the image benchmark", dev: true },
+  {
+    command: "isoinfo",
+    aptPackage: "genisoimage",
+    purpose: "checks corral's ISO images",
+    dev: true,
+  },
+  { command: "xorriso", aptPackage: "xorriso", purpose: "builds test boot ISOs", dev: true },
+  {
+    command: "grub-mkrescue",
+    aptPackage: "grub-common",
+    purpose: "builds test boot ISOs",
+    dev: true,
+  },
+  {
+    command: "/usr/lib/grub/i386-pc/moddep.lst",
+    aptPackage: "grub-pc-bin",
+    purpose: "BIOS boot of test ISOs",
+    dev: true,
+  },
+  {
+    command: "/usr/lib/grub/x86_64-efi/moddep.lst",
+    aptPackage: "grub-efi-amd64-bin",
+    purpose: "UEFI boot of test ISOs",
+    dev: true,
+  },
+  { command: "mformat", aptPackage: "mtools", purpose: "EFI partitions of test ISOs", dev: true },
+  {
+    command: "debootstrap",
+    aptPackage: "debootstrap",
+    purpose: "builds the cloud-init test guest",
+    dev: true,
+  },
+  { command: "ip", aptPackage: "iproute2", purpose: "network namespaces in tests", dev: true },
+  {
+    command: "/usr/sbin/qemu-ga",
+    aptPackage: "qemu-guest-agent",
+    purpose: "peer in the exec benchmark",
+    dev: true,
+  },
 ];
 
 export function findTool(tool: HostTool): string | undefined {
+  if (tool.command.startsWith("/")) return existsSync(tool.command) ? tool.command : undefined;
   for (const command of [tool.command, ...(tool.alternatives ?? [])]) {
     const path = which(command);
     if (path !== undefined) return path;
