@@ -19,6 +19,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <arpa/inet.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/types.h>
@@ -54,6 +57,11 @@ struct agent_sockaddr_vm {
 #define AGENT_VMADDR_CID_ANY 0xFFFFFFFFu
 #define AGENT_VMADDR_CID_HOST 2u
 #define DEFAULT_READY_PORT 1025
+/* Egress: the agent relays TCP connections to 127.0.0.1:<egress port> in the guest to the host
+ * on this vsock port, where corral's proxy enforces the VM's allowlist. */
+#define DEFAULT_EGRESS_VSOCK_PORT 1026
+#define DEFAULT_EGRESS_LISTEN_PORT 3128
+#define TCP_CONNECT_TIMEOUT_MS 10000
 
 extern char **environ;
 
@@ -108,6 +116,11 @@ static const char *errno_code(int e) {
     case EMFILE: return "EMFILE";
     case EAGAIN: return "EAGAIN";
     case EDQUOT: return "EDQUOT";
+    case ECONNREFUSED: return "ECONNREFUSED";
+    case ETIMEDOUT: return "ETIMEDOUT";
+    case ENETUNREACH: return "ENETUNREACH";
+    case EHOSTUNREACH: return "EHOSTUNREACH";
+    case ECONNRESET: return "ECONNRESET";
     default: snprintf(buf, sizeof buf, "ERRNO_%d", e); return buf;
   }
 }
@@ -248,6 +261,8 @@ struct request {
   int has_mode;
   uint64_t time_ms;
   int has_time;
+  uint64_t port;
+  const char *host;
 };
 
 /* Parses the NUL-terminated key=value list in place. Returns NULL or an error message. */
@@ -292,6 +307,10 @@ static const char *parse_request(char *p, uint32_t len, struct request *rq) {
     } else if (!strcmp(k, "time_ms")) {
       if (parse_u64(v, (uint64_t)1 << 52, &rq->time_ms)) return "time_ms must be a number";
       rq->has_time = 1;
+    } else if (!strcmp(k, "port")) {
+      if (parse_u64(v, 65535, &rq->port) || rq->port == 0) return "port must be 1..65535";
+    } else if (!strcmp(k, "host")) {
+      rq->host = v;
     } else if (!strcmp(k, "version")) {
       if (strcmp(v, PROTOCOL_VERSION)) return "unsupported protocol version";
     } else {
@@ -922,6 +941,157 @@ disconnect:
   if (violation) send_fail(sock, "BAD_REQUEST", NULL, "unexpected frame during exec");
 }
 
+/* -------------------------------------------------------------------- relay */
+
+/* One direction of a relay: bytes read from `from` wait in buf until `to` took them. */
+struct pipe_dir {
+  int from, to;
+  unsigned char buf[CHUNK];
+  size_t len, off;
+  int eof;  /* `from` reached EOF (or failed): shut down `to` for writing once buf is empty */
+  int done; /* `to` was shut down */
+};
+
+/*
+ * Copies bytes both ways between two stream sockets until both directions ended, keeping
+ * half-closes (EOF one way shuts down writing the other way). At most one chunk per direction
+ * is buffered: a slow reader slows the writer (the transports' own flow control).
+ */
+static void relay(int a, int b) {
+  static struct pipe_dir d[2];
+  memset(d, 0, sizeof d);
+  d[0].from = a, d[0].to = b;
+  d[1].from = b, d[1].to = a;
+  set_nonblock(a, 1);
+  set_nonblock(b, 1);
+  while (!d[0].done || !d[1].done) {
+    struct pollfd pfd[2] = {{.fd = a}, {.fd = b}};
+    for (int i = 0; i < 2; i++) {
+      if (d[i].done) continue;
+      struct pollfd *in = d[i].from == a ? &pfd[0] : &pfd[1];
+      struct pollfd *out = d[i].to == a ? &pfd[0] : &pfd[1];
+      if (d[i].len > d[i].off) out->events |= POLLOUT;
+      else if (!d[i].eof) in->events |= POLLIN;
+    }
+    int r = poll(pfd, 2, -1);
+    if (r < 0) {
+      if (errno == EINTR) continue;
+      return;
+    }
+    for (int i = 0; i < 2; i++) {
+      struct pipe_dir *p = &d[i];
+      if (p->done) continue;
+      struct pollfd *in = p->from == a ? &pfd[0] : &pfd[1];
+      struct pollfd *out = p->to == a ? &pfd[0] : &pfd[1];
+      if (p->len == p->off && !p->eof && (in->revents & (POLLIN | POLLHUP | POLLERR))) {
+        ssize_t n = read(p->from, p->buf, sizeof p->buf);
+        if (n > 0) {
+          p->len = (size_t)n;
+          p->off = 0;
+        } else if (n == 0 || (errno != EAGAIN && errno != EINTR)) {
+          p->eof = 1;
+        }
+      }
+      if (p->len > p->off && (out->revents & (POLLOUT | POLLERR | POLLHUP))) {
+        ssize_t n = write(p->to, p->buf + p->off, p->len - p->off);
+        if (n > 0) {
+          p->off += (size_t)n;
+        } else if (n < 0 && errno != EAGAIN && errno != EINTR) {
+          /* The receiver is gone: nothing more can go this way; stop reading it too. */
+          p->len = p->off = 0;
+          p->eof = 1;
+          shutdown(p->from, SHUT_RD);
+        }
+      }
+      if (p->eof && p->len == p->off) {
+        shutdown(p->to, SHUT_WR);
+        p->done = 1;
+      }
+    }
+  }
+}
+
+/* Connects to a TCP address in the guest with a timeout. Returns the fd or -1 (errno set). */
+static int tcp_connect(const char *host, unsigned port) {
+  struct sockaddr_in sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sin_family = AF_INET;
+  sa.sin_port = htons((uint16_t)port);
+  if (inet_pton(AF_INET, host, &sa.sin_addr) != 1) {
+    errno = EINVAL;
+    return -1;
+  }
+  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+  if (fd < 0) return -1;
+  if (connect(fd, (struct sockaddr *)&sa, sizeof sa) < 0) {
+    if (errno != EINPROGRESS) {
+      int e = errno;
+      close(fd);
+      errno = e;
+      return -1;
+    }
+    struct pollfd pfd = {.fd = fd, .events = POLLOUT};
+    int r;
+    do r = poll(&pfd, 1, TCP_CONNECT_TIMEOUT_MS);
+    while (r < 0 && errno == EINTR);
+    int err = 0;
+    socklen_t el = sizeof err;
+    if (r == 0) err = ETIMEDOUT;
+    else if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &el) < 0) err = errno;
+    if (err) {
+      close(fd);
+      errno = err;
+      return -1;
+    }
+  }
+  int one = 1;
+  setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  return fd;
+}
+
+/* Port forwards: the host asks for a TCP connection inside the guest, then the vsock stream
+ * carries its bytes. Only IPv4 literals: the guest's resolver is not the host's business. */
+static void op_tcp_connect(int sock, const struct request *rq) {
+  if (!rq->port) {
+    send_fail(sock, "BAD_REQUEST", NULL, "tcp_connect needs port");
+    return;
+  }
+  const char *host = rq->host ? rq->host : "127.0.0.1";
+  int fd = tcp_connect(host, (unsigned)rq->port);
+  if (fd < 0) {
+    send_fail(sock, errno == EINVAL ? "BAD_REQUEST" : errno_code(errno), "connect",
+              "connect to %s:%u in the guest: %s", host, (unsigned)rq->port, strerror(errno));
+    return;
+  }
+  struct kv kv = {.len = 0};
+  kv_add(&kv, "host", host);
+  kv_addu(&kv, "port", rq->port);
+  if (send_frame(sock, 'C', kv.buf, (uint32_t)kv.len) < 0) {
+    close(fd);
+    return;
+  }
+  relay(sock, fd);
+  close(fd);
+}
+
+/* A guest program's connection to the egress proxy port: relayed to the host's proxy. */
+static void relay_egress(int client, unsigned vsock_port) {
+  int fd = socket(AF_VSOCK, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return;
+  struct agent_sockaddr_vm sa;
+  memset(&sa, 0, sizeof sa);
+  sa.svm_family = AF_VSOCK;
+  sa.svm_port = vsock_port;
+  sa.svm_cid = AGENT_VMADDR_CID_HOST;
+  if (connect(fd, (struct sockaddr *)&sa, sizeof sa) < 0) {
+    /* No proxy on the host: this VM has no egress. The client sees a closed connection. */
+    close(fd);
+    return;
+  }
+  relay(client, fd);
+  close(fd);
+}
+
 /* ------------------------------------------------------------------ handler */
 
 static void handle(int sock) {
@@ -952,6 +1122,8 @@ static void handle(int sock) {
     op_exec(sock, &rq, buf);
   } else if (!strcmp(rq.op, "set_time")) {
     op_set_time(sock, &rq);
+  } else if (!strcmp(rq.op, "tcp_connect")) {
+    op_tcp_connect(sock, &rq);
   } else if (!strcmp(rq.op, "read_file") || !strcmp(rq.op, "write_file")) {
     if (!rq.path || rq.path[0] != '/') {
       send_fail(sock, "BAD_REQUEST", NULL, "path must be absolute");
@@ -1034,8 +1206,8 @@ static int listen_socket(const char *unix_path, unsigned port) {
 
 static void usage(void) {
   fprintf(stderr,
-          "usage: corral-agent [--port N] [--ready-port N] [--chroot DIR] [--listen-unix PATH] "
-          "[--version]\n");
+          "usage: corral-agent [--port N] [--ready-port N] [--egress-port N] "
+          "[--egress-vsock-port N] [--chroot DIR] [--listen-unix PATH] [--version]\n");
 }
 
 /*
@@ -1066,6 +1238,8 @@ int main(int argc, char **argv) {
   const char *unix_path = NULL;
   uint64_t port = DEFAULT_PORT;
   uint64_t ready_port = DEFAULT_READY_PORT;
+  uint64_t egress_port = 0;
+  uint64_t egress_vsock_port = DEFAULT_EGRESS_VSOCK_PORT;
   const char *root = NULL;
   for (int i = 1; i < argc; i++) {
     if (!strcmp(argv[i], "--version")) {
@@ -1078,6 +1252,16 @@ int main(int argc, char **argv) {
       }
     } else if (!strcmp(argv[i], "--ready-port") && i + 1 < argc) {
       if (parse_u64(argv[++i], UINT32_MAX, &ready_port)) {
+        usage();
+        return 2;
+      }
+    } else if (!strcmp(argv[i], "--egress-port") && i + 1 < argc) {
+      if (parse_u64(argv[++i], 65535, &egress_port)) {
+        usage();
+        return 2;
+      }
+    } else if (!strcmp(argv[i], "--egress-vsock-port") && i + 1 < argc) {
+      if (parse_u64(argv[++i], UINT32_MAX, &egress_vsock_port)) {
         usage();
         return 2;
       }
@@ -1115,11 +1299,34 @@ int main(int argc, char **argv) {
     fprintf(stderr, "corral-agent: chroot %s: %s\n", root, strerror(errno));
     return 1;
   }
+  /* The egress proxy port, loopback only: programs in the guest reach it, nothing else can. */
+  int efd = -1;
+  if (egress_port != 0 && unix_path == NULL) {
+    efd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in ea;
+    memset(&ea, 0, sizeof ea);
+    ea.sin_family = AF_INET;
+    ea.sin_port = htons((uint16_t)egress_port);
+    ea.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    int one = 1;
+    if (efd >= 0) setsockopt(efd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if (efd < 0 || bind(efd, (struct sockaddr *)&ea, sizeof ea) < 0 || listen(efd, 64) < 0) {
+      /* Exec and files still work without it; say why egress will not. */
+      fprintf(stderr, "corral-agent: egress listen on 127.0.0.1:%u: %s\n",
+              (unsigned)egress_port, strerror(errno));
+      if (efd >= 0) close(efd);
+      efd = -1;
+    }
+  }
   if (unix_path == NULL && ready_port != 0) notify_host_ready((unsigned)ready_port);
   for (;;) {
-    int c = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+    struct pollfd lp[2] = {{.fd = lfd, .events = POLLIN}, {.fd = efd, .events = POLLIN}};
+    if (poll(lp, efd >= 0 ? 2 : 1, -1) < 0) continue;
+    int egress = efd >= 0 && (lp[1].revents & POLLIN);
+    if (!egress && !(lp[0].revents & POLLIN)) continue;
+    int c = accept4(egress ? efd : lfd, NULL, NULL, SOCK_CLOEXEC);
     if (c < 0) {
-      if (errno == EINTR || errno == ECONNABORTED) continue;
+      if (errno == EINTR || errno == ECONNABORTED || errno == EAGAIN) continue;
       /* EMFILE and friends are transient: back off rather than spin or die. */
       usleep(100000);
       continue;
@@ -1127,12 +1334,18 @@ int main(int argc, char **argv) {
     pid_t pid = fork();
     if (pid == 0) {
       close(lfd);
+      if (efd >= 0) close(efd);
       struct sigaction dfl;
       memset(&dfl, 0, sizeof dfl);
       dfl.sa_handler = SIG_DFL;
       sigaction(SIGCHLD, &dfl, NULL);
-      handle(c);
-      linger_close(c);
+      if (egress) {
+        relay_egress(c, (unsigned)egress_vsock_port);
+        close(c);
+      } else {
+        handle(c);
+        linger_close(c);
+      }
       _exit(0);
     }
     close(c);

@@ -4,7 +4,7 @@ import { type ChildProcess, spawn } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
 import { once } from "node:events";
 import { mkdtemp, readFile, rm, stat, writeFile } from "node:fs/promises";
-import { createConnection, type Socket } from "node:net";
+import { type AddressInfo, createConnection, createServer, type Socket } from "node:net";
 import { tmpdir, userInfo } from "node:os";
 import { join } from "node:path";
 import { Readable } from "node:stream";
@@ -390,6 +390,62 @@ describe("agent: bad requests", () => {
       frames.map((f) => f.type),
       ["F"],
     );
+    assert.match(frames[0]?.text ?? "", /BAD_REQUEST/);
+  });
+});
+
+describe("agent tcp_connect (port forwards)", () => {
+  it("carries bytes both ways and keeps half-closes", async () => {
+    const server = createServer((conn) => {
+      const chunks: Buffer[] = [];
+      conn.on("data", (c: Buffer) => chunks.push(c));
+      // Answer only after the client's EOF: proves the host's end() reached the guest side.
+      conn.on("end", () => conn.end(`got ${sha256(Buffer.concat(chunks))}`));
+    });
+    server.listen(0, "127.0.0.1");
+    await once(server, "listening");
+    const port = (server.address() as AddressInfo).port;
+    try {
+      const stream = await client.tcpConnect(port);
+      const payload = randomBytes(3 * 1024 * 1024 + 17);
+      const reply: Buffer[] = [];
+      stream.on("data", (c: Buffer) => reply.push(c));
+      stream.end(payload);
+      await once(stream, "end");
+      assert.equal(Buffer.concat(reply).toString(), `got ${sha256(payload)}`);
+    } finally {
+      server.close();
+    }
+  });
+
+  it("reports a refused port with the guest's errno", async () => {
+    const server = createServer();
+    server.listen(0, "127.0.0.1");
+    await once(server, "listening");
+    const port = (server.address() as AddressInfo).port;
+    server.close();
+    await assert.rejects(client.tcpConnect(port), (err: unknown) => {
+      assert.ok(isCorralError(err, "AGENT"));
+      assert.equal(err.details?.guestCode, "ECONNREFUSED");
+      assert.match(err.message, new RegExp(`127\\.0\\.0\\.1:${port}`));
+      return true;
+    });
+  });
+
+  it("refuses bad ports and hosts before connecting", async () => {
+    await assert.rejects(client.tcpConnect(0), /not a TCP port/);
+    await assert.rejects(client.tcpConnect(70000), /not a TCP port/);
+    await assert.rejects(client.tcpConnect(80, { host: "example.com" }), /not an IPv4/);
+    const frames = await rawExchange(
+      encodeFrame(
+        "R",
+        encodeKv([
+          ["op", "tcp_connect"],
+          ["port", "99999"],
+        ]),
+      ),
+    );
+    assert.equal(frames[0]?.type, "F");
     assert.match(frames[0]?.text ?? "", /BAD_REQUEST/);
   });
 });

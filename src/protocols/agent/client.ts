@@ -2,19 +2,21 @@
  * Host side of the guest agent protocol (docs/agent-protocol.md). Knows nothing of VMs or
  * vsock: `connect` hands it a fresh connected stream per operation.
  */
-import type { Readable } from "node:stream";
+import type { Duplex, Readable } from "node:stream";
 import { CorralError } from "../../errors.js";
 import { setGuestTime } from "./clock.js";
 import { AgentConnection, type Connect, openStream } from "./connection.js";
 import { ExecProcess, type ExecRequest, type ExecResult } from "./exec.js";
 import { type ReadFileOptions, readFile, type WriteFileOptions, writeFile } from "./files.js";
 import { decodeKvMap, parseUint, requireKey } from "./frames.js";
+import { type TcpConnectOptions, tcpConnect } from "./tcp.js";
 import { checkPositiveInt } from "./validate.js";
 
 export type { Connect } from "./connection.js";
 export type { ExecRequest, ExecResult } from "./exec.js";
 export { ExecProcess } from "./exec.js";
 export type { ReadFileOptions, WriteFileOptions } from "./files.js";
+export type { TcpConnectOptions } from "./tcp.js";
 
 export interface PingResult {
   /** Agent version, e.g. "0.1.0". */
@@ -150,5 +152,10 @@ export class AgentClient {
 
   readFile(path: string, opts?: ReadFileOptions): Promise<Buffer> {
     return readFile(this.connect, path, opts);
+  }
+
+  /** A TCP connection to `port` inside the guest, carried over one agent stream. */
+  tcpConnect(port: number, opts?: TcpConnectOptions): Promise<Duplex> {
+    return tcpConnect(this.connect, port, opts);
   }
 }
