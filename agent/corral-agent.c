@@ -22,7 +22,10 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <arpa/inet.h>
+#include <sys/ioctl.h>
+#include <sys/mount.h>
 #include <sys/socket.h>
+#include <sys/statfs.h>
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <sys/un.h>
@@ -1173,6 +1176,40 @@ static void linger_close(int sock) {
   close(sock);
 }
 
+/* ------------------------------------------------------------ grow the root */
+
+/* ext4's online resize: the kernel grows a mounted filesystem to the given block count. */
+#define AGENT_EXT4_IOC_RESIZE_FS _IOW('f', 16, uint64_t)
+
+/*
+ * `--grow-fs MOUNTPOINT DEVICE`: grows the ext4 mounted at MOUNTPOINT to fill DEVICE (an
+ * image's root disk whose overlay is larger than the image, `--disk-size`). No resize2fs in
+ * the initramfs: the kernel does the work, this only asks.
+ */
+static int grow_fs(const char *mountpoint, const char *device) {
+  struct statfs st;
+  if (statfs(mountpoint, &st) < 0) {
+    fprintf(stderr, "corral-agent: statfs %s: %s\n", mountpoint, strerror(errno));
+    return 1;
+  }
+  int dev = open(device, O_RDONLY | O_CLOEXEC);
+  uint64_t bytes = 0;
+  if (dev < 0 || ioctl(dev, BLKGETSIZE64, &bytes) < 0) {
+    fprintf(stderr, "corral-agent: size of %s: %s\n", device, strerror(errno));
+    return 1;
+  }
+  close(dev);
+  uint64_t blocks = bytes / (uint64_t)st.f_bsize;
+  int dir = open(mountpoint, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dir < 0 || ioctl(dir, AGENT_EXT4_IOC_RESIZE_FS, &blocks) < 0) {
+    fprintf(stderr, "corral-agent: grow %s to %llu blocks: %s\n", mountpoint,
+            (unsigned long long)blocks, strerror(errno));
+    return 1;
+  }
+  close(dir);
+  return 0;
+}
+
 /* --------------------------------------------------------------------- main */
 
 static int listen_socket(const char *unix_path, unsigned port) {
@@ -1207,7 +1244,8 @@ static int listen_socket(const char *unix_path, unsigned port) {
 static void usage(void) {
   fprintf(stderr,
           "usage: corral-agent [--port N] [--ready-port N] [--egress-port N] "
-          "[--egress-vsock-port N] [--chroot DIR] [--listen-unix PATH] [--version]\n");
+          "[--egress-vsock-port N] [--chroot DIR] [--listen-unix PATH] [--version]\n"
+          "       corral-agent --grow-fs MOUNTPOINT DEVICE\n");
 }
 
 /*
@@ -1265,6 +1303,8 @@ int main(int argc, char **argv) {
         usage();
         return 2;
       }
+    } else if (!strcmp(argv[i], "--grow-fs") && i + 2 < argc) {
+      return grow_fs(argv[i + 1], argv[i + 2]);
     } else if (!strcmp(argv[i], "--chroot") && i + 1 < argc) {
       root = argv[++i];
     } else if (!strcmp(argv[i], "--listen-unix") && i + 1 < argc) {

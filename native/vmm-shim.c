@@ -10,6 +10,10 @@
  *
  * Children get PR_SET_PDEATHSIG(SIGKILL): a SIGKILLed shim must not orphan a VMM that would
  * spin a core forever under TCG.
+ *
+ * SIGUSR1 replaces the sidecar with a fresh one (same argv) without touching the VMM: a
+ * snapshot unplugs the vsock device, whose sidecar cannot serve a second device, and plugs a
+ * new one in. The state file then names the new sidecar; the VMM is not killed meanwhile.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -335,6 +339,64 @@ static int read_start_time(pid_t pid, char *out, size_t cap) {
   return -1;
 }
 
+/*
+ * Starts the sidecar and waits for its socket. 0: running; 1: failed (reason set);
+ * 2: stopped by a signal before it was ready (reason set).
+ */
+static int start_sidecar(struct child *sidecar, struct child *vmm, const sigset_t *set,
+                         char *reason, size_t cap) {
+  char err[1024];
+  int log_fd = -1;
+  if (opt.sidecar_log != NULL) {
+    log_fd = open(opt.sidecar_log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    if (log_fd < 0) {
+      snprintf(reason, cap, "cannot open sidecar log %s: %s", opt.sidecar_log, strerror(errno));
+      return 1;
+    }
+  }
+  if (opt.sidecar_wait_path != NULL) unlink(opt.sidecar_wait_path);
+  sidecar->pid = spawn_child(opt.sidecar_argv, log_fd, err, sizeof err);
+  sidecar->exited = 0;
+  if (log_fd >= 0) close(log_fd);
+  if (sidecar->pid < 0) {
+    snprintf(reason, cap, "vsock sidecar failed to start: %s", err);
+    return 1;
+  }
+  logmsg("started vsock sidecar pid %d", (int)sidecar->pid);
+  if (opt.sidecar_wait_path == NULL) return 0;
+  long long deadline = now_ms(CLOCK_MONOTONIC) + SIDECAR_WAIT_MS;
+  while (access(opt.sidecar_wait_path, F_OK) != 0) {
+    reap(sidecar, vmm);
+    if (sidecar->exited) {
+      describe(reason, cap, "vsock sidecar", sidecar->status);
+      return 1;
+    }
+    if (now_ms(CLOCK_MONOTONIC) >= deadline) {
+      snprintf(reason, cap, "vsock sidecar did not create %s within %d ms",
+               opt.sidecar_wait_path, SIDECAR_WAIT_MS);
+      return 1;
+    }
+    int sig = wait_signal(set, SIDECAR_POLL_MS);
+    if (sig == SIGTERM || sig == SIGINT) {
+      snprintf(reason, cap, "stopped (signal %d) before the vmm started", sig);
+      return 2;
+    }
+  }
+  return 0;
+}
+
+static int write_state(const struct child *vmm, const struct child *sidecar,
+                       const char *start_time) {
+  char state[512];
+  char sidecar_pid[32] = "null";
+  if (sidecar->pid > 0 && !sidecar->exited)
+    snprintf(sidecar_pid, sizeof sidecar_pid, "%d", (int)sidecar->pid);
+  snprintf(state, sizeof state,
+           "{\"shimPid\":%d,\"vmmPid\":%d,\"sidecarPid\":%s,\"vmmStartTime\":\"%s\"}\n",
+           (int)getpid(), (int)vmm->pid, sidecar_pid, start_time);
+  return write_atomic(opt.state_file, state);
+}
+
 static int start_failed(struct child *vmm, struct child *sidecar, const char *reason) {
   logmsg("%s", reason);
   kill_and_reap(sidecar);
@@ -360,6 +422,7 @@ int main(int argc, char **argv) {
   sigaddset(&set, SIGCHLD);
   sigaddset(&set, SIGTERM);
   sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGUSR1);
   sigprocmask(SIG_BLOCK, &set, &orig_mask);
   signal(SIGHUP, SIG_IGN);
   signal(SIGPIPE, SIG_IGN);
@@ -370,44 +433,13 @@ int main(int argc, char **argv) {
   int stop_requested = 0;
 
   if (opt.sidecar_argv != NULL) {
-    int log_fd = -1;
-    if (opt.sidecar_log != NULL) {
-      log_fd = open(opt.sidecar_log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-      if (log_fd < 0) {
-        snprintf(reason, sizeof reason, "cannot open sidecar log %s: %s", opt.sidecar_log,
-                 strerror(errno));
-        return start_failed(&vmm, &sidecar, reason);
-      }
-    }
-    sidecar.pid = spawn_child(opt.sidecar_argv, log_fd, err, sizeof err);
-    if (log_fd >= 0) close(log_fd);
-    if (sidecar.pid < 0) {
-      snprintf(reason, sizeof reason, "vsock sidecar failed to start: %s", err);
-      return start_failed(&vmm, &sidecar, reason);
-    }
-    logmsg("started vsock sidecar pid %d", (int)sidecar.pid);
-    if (opt.sidecar_wait_path != NULL) {
-      long long deadline = now_ms(CLOCK_MONOTONIC) + SIDECAR_WAIT_MS;
-      while (access(opt.sidecar_wait_path, F_OK) != 0) {
-        reap(&sidecar, &vmm);
-        if (sidecar.exited) {
-          describe(reason, sizeof reason, "vsock sidecar", sidecar.status);
-          return start_failed(&vmm, &sidecar, reason);
-        }
-        if (now_ms(CLOCK_MONOTONIC) >= deadline) {
-          snprintf(reason, sizeof reason, "vsock sidecar did not create %s within %d ms",
-                   opt.sidecar_wait_path, SIDECAR_WAIT_MS);
-          return start_failed(&vmm, &sidecar, reason);
-        }
-        int sig = wait_signal(&set, SIDECAR_POLL_MS);
-        if (sig == SIGTERM || sig == SIGINT) {
-          snprintf(reason, sizeof reason, "stopped (signal %d) before the vmm started", sig);
-          logmsg("%s", reason);
-          kill_and_reap(&sidecar);
-          write_exit_file(&vmm, &sidecar, reason, 1);
-          return 1;
-        }
-      }
+    int r = start_sidecar(&sidecar, &vmm, &set, reason, sizeof reason);
+    if (r == 1) return start_failed(&vmm, &sidecar, reason);
+    if (r == 2) {
+      logmsg("%s", reason);
+      kill_and_reap(&sidecar);
+      write_exit_file(&vmm, &sidecar, reason, 1);
+      return 1;
     }
   }
 
@@ -425,13 +457,7 @@ int main(int argc, char **argv) {
        the watch loop, which will record how it ended. */
     snprintf(start_time, sizeof start_time, "0");
   }
-  char state[512];
-  char sidecar_pid[32] = "null";
-  if (sidecar.pid > 0) snprintf(sidecar_pid, sizeof sidecar_pid, "%d", (int)sidecar.pid);
-  snprintf(state, sizeof state,
-           "{\"shimPid\":%d,\"vmmPid\":%d,\"sidecarPid\":%s,\"vmmStartTime\":\"%s\"}\n",
-           (int)getpid(), (int)vmm.pid, sidecar_pid, start_time);
-  if (write_atomic(opt.state_file, state) != 0) {
+  if (write_state(&vmm, &sidecar, start_time) != 0) {
     /* The host cannot find the VMM without the state file: do not leave it running. */
     kill_and_reap(&vmm);
     return start_failed(&vmm, &sidecar, "cannot write the state file");
@@ -477,6 +503,22 @@ int main(int argc, char **argv) {
       if (left < wait_ms) wait_ms = left;
     }
     int sig = wait_signal(&set, wait_ms);
+    if (sig == SIGUSR1 && opt.sidecar_argv != NULL && !vmm_killed) {
+      /* Swap the sidecar: the VMM has unplugged (or will plug) its vsock device. */
+      logmsg("replacing the vsock sidecar");
+      stop_child(&sidecar, &vmm, &set);
+      sidecar_seen_ms = -1;
+      char why[1024];
+      if (start_sidecar(&sidecar, &vmm, &set, why, sizeof why) != 0) {
+        snprintf(reason, sizeof reason, "replacing the vsock sidecar failed: %s", why);
+        logmsg("%s; killing the vmm", reason);
+        kill(vmm.pid, SIGKILL);
+        vmm_killed = 1;
+        continue;
+      }
+      write_state(&vmm, &sidecar, start_time);
+      continue;
+    }
     if (sig == SIGTERM || sig == SIGINT) {
       stop_requested = 1;
       logmsg("got signal %d, sending SIGTERM to the vmm", sig);

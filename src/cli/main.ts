@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 /** The corral CLI: parse flags, call the library, render. No logic of its own. */
 import { Command } from "commander";
+import { registerDaemonCommands } from "./commands/daemon.js";
 import { registerHostCommands } from "./commands/host.js";
 import { registerImageCommands } from "./commands/image.js";
 import { registerLifecycleCommands } from "./commands/lifecycle.js";
@@ -20,6 +21,7 @@ registerRunCommands(program);
 registerLifecycleCommands(program);
 registerHostCommands(program);
 registerImageCommands(program);
+registerDaemonCommands(program);
 
 // --debug works anywhere on the line (before `--`), not only before the subcommand.
 const dashDash = process.argv.indexOf("--");

@@ -3,6 +3,8 @@ import { resolve } from "node:path";
 import { CorralError } from "../errors.js";
 import { parseCredentials } from "../protocols/oci/credentials.js";
 import { parsePlatform } from "../protocols/oci/platform.js";
+import { parseVolumeFlag } from "../spec/mounts.js";
+import { parsePortFlag } from "../spec/ports.js";
 import { parseEnvPairs, type VmSpecInput } from "../spec/schema.js";
 import { parseSize } from "../spec/size.js";
 import { progressRenderer } from "./render.js";
@@ -19,6 +21,12 @@ export interface VmFlags {
   disk?: string[];
   network?: string;
   mac?: string;
+  ip?: string;
+  gateway?: string;
+  publish?: string[];
+  allowHost?: string[];
+  volume?: string[];
+  diskSize?: string;
   readyTimeout?: string;
 }
 
@@ -65,8 +73,16 @@ export function specFromFlags(flags: VmFlags): Partial<VmSpecInput> {
   if (flags.machine !== undefined) spec.machine = flags.machine as VmSpecInput["machine"];
   if (flags.kernelArg !== undefined) spec.cmdline = flags.kernelArg;
   if (flags.disk !== undefined) spec.disks = flags.disk.map(parseDiskFlag);
-  if (flags.network !== undefined) spec.network = flags.network as VmSpecInput["network"];
+  if (flags.network !== undefined) spec.network = flags.network;
   if (flags.mac !== undefined) spec.mac = flags.mac.toLowerCase();
+  if (flags.ip !== undefined) spec.ip = flags.ip;
+  if (flags.gateway !== undefined) spec.gateway = flags.gateway;
+  if (flags.publish !== undefined) spec.ports = flags.publish.map(parsePortFlag);
+  if (flags.allowHost !== undefined) spec.allowHosts = flags.allowHost;
+  if (flags.volume !== undefined) spec.mounts = flags.volume.map(parseVolumeFlag);
+  if (flags.diskSize !== undefined) {
+    spec.diskSizeMiB = Math.ceil(parseSize(flags.diskSize, "--disk-size") / (1024 * 1024));
+  }
   if (flags.readyTimeout !== undefined) {
     spec.readyTimeoutMs = parseIntFlag(flags.readyTimeout, "--ready-timeout", 1, 600) * 1000;
   }

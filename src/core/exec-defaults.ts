@@ -42,3 +42,23 @@ export function commandFor(args: readonly string[], config: ImageConfig | undefi
   if (args.length > 0) return [...entrypoint, ...args];
   return [...entrypoint, ...(config?.cmd ?? [])];
 }
+
+/** Where the agent serves the egress proxy inside every guest (agent/init/agent). */
+export const GUEST_EGRESS_PROXY = "http://127.0.0.1:3128";
+
+/**
+ * With an allowlist, programs find the host-mediated proxy the usual way (both spellings:
+ * curl reads only the lowercase http_proxy). Guest-local traffic stays direct.
+ */
+export function egressProxyEnv(spec: { allowHosts: readonly string[] }): Record<string, string> {
+  if (spec.allowHosts.length === 0) return {};
+  const noProxy = "localhost,127.0.0.1,::1";
+  return {
+    HTTP_PROXY: GUEST_EGRESS_PROXY,
+    HTTPS_PROXY: GUEST_EGRESS_PROXY,
+    http_proxy: GUEST_EGRESS_PROXY,
+    https_proxy: GUEST_EGRESS_PROXY,
+    NO_PROXY: noProxy,
+    no_proxy: noProxy,
+  };
+}

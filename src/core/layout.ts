@@ -10,8 +10,10 @@
  *     blobs/<algorithm>/<hex>         OCI blobs (layers), content-addressed, verified
  *   state  ($CORRAL_STATE_DIR | $XDG_STATE_HOME/corral | ~/.local/state/corral)
  *     vms/<name>/                     one instance directory per VM (see InstancePaths)
+ *     daemon.log, daemon.lock         the per-user daemon (see daemonPaths)
  *   run    (sockets; short paths because sun_path is limited to 107 bytes)
  *     $XDG_RUNTIME_DIR/corral or /tmp/corral-<uid>, then <state-hash>/<vm-id>/
+ *     <state-hash>/daemon.sock, daemon.json    the daemon's API socket and its pid
  */
 import { createHash } from "node:crypto";
 import { lstatSync, mkdirSync } from "node:fs";
@@ -72,6 +74,19 @@ export function vmsRoot(): string {
   return join(stateRoot(), "vms");
 }
 
+/** The per-user daemon (port forwards, egress proxies, switches, pools) of this state root. */
+export function daemonPaths() {
+  return {
+    /** Its API: HTTP over this unix socket (0600, in the private run directory). */
+    socket: join(runRoot(), "daemon.sock"),
+    /** pid + start time + version, written once it listens. */
+    state: join(runRoot(), "daemon.json"),
+    /** Held while a CLI decides to spawn it, so two CLIs never start two daemons. */
+    lock: join(stateRoot(), "daemon.lock"),
+    log: join(stateRoot(), "daemon.log"),
+  };
+}
+
 export interface InstancePaths {
   dir: string;
   /** Spec + state, written atomically. */
@@ -91,6 +106,10 @@ export interface InstancePaths {
   vsockSocket: string;
   /** vhost-user socket between QEMU and the vsock sidecar. */
   vhostUserSocket: string;
+  /** QEMU's `-netdev stream` socket for switch networking (the daemon connects to it). */
+  netSocket: string;
+  /** JSON lines: every egress decision of the VM's proxy. */
+  egressLog: string;
 }
 
 export function instancePaths(name: string, id: string): InstancePaths {
@@ -109,6 +128,8 @@ export function instancePaths(name: string, id: string): InstancePaths {
     qmpSocket: join(runDir, "qmp.sock"),
     vsockSocket: join(runDir, "vsock.sock"),
     vhostUserSocket: join(runDir, "vhost-vsock.sock"),
+    netSocket: join(runDir, "net0.sock"),
+    egressLog: join(dir, "egress.log"),
   };
 }
 

@@ -16,6 +16,8 @@ import {
 import { copyFile } from "node:fs/promises";
 import { join, relative } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
+import { DaemonClient } from "../daemon/client.js";
+import { needsDaemon } from "../daemon/vm-services.js";
 import { type Driver, unsupported, type VmContext } from "../drivers/driver.js";
 import { chooseAccelerator } from "../drivers/qemu/accel.js";
 import { QemuDriver } from "../drivers/qemu/driver.js";
@@ -28,9 +30,17 @@ import { AgentClient, type ExecProcess, type ExecRequest } from "../protocols/ag
 import { AGENT_READY_PORT, AGENT_VSOCK_PORT } from "../protocols/agent/ports.js";
 import { connectVsock } from "../protocols/hybrid-vsock/connect.js";
 import { firstGuestLine } from "../protocols/hybrid-vsock/listen.js";
+import { checkMountSource } from "../spec/mounts.js";
+import { parseNetworkMode } from "../spec/network.js";
 import { NAME_PATTERN, parseSpec, type VmSpec, type VmSpecInput } from "../spec/schema.js";
-import { applyImageConfig, commandFor } from "./exec-defaults.js";
-import { ensurePrivateDir, type InstancePaths, instancePaths, vmsRoot } from "./layout.js";
+import { applyImageConfig, commandFor, egressProxyEnv } from "./exec-defaults.js";
+import {
+  ensurePrivateDir,
+  type InstancePaths,
+  instancePaths,
+  stateRoot,
+  vmsRoot,
+} from "./layout.js";
 import { acquireLock, tryLock } from "./lock.js";
 import { isAlive, signalProcess } from "./process.js";
 import { reconcile, releaseResources } from "./reconcile.js";
@@ -39,6 +49,7 @@ import { createEmptyDisk, createOverlay, probeDiskFormat } from "./root-disk.js"
 import { serialTail } from "./serial-tail.js";
 import { launchShim, readShimState, readVmmExit } from "./shim.js";
 import { diskCounters, parseMeminfo, processUsage, type VmStats } from "./stats.js";
+import { allocateSwitchAddress, checkHostResources, prepareTap } from "./vm-network.js";
 
 export type ManagerEvent =
   | { type: "state"; name: string; state: VmState; reason?: string }
@@ -78,6 +89,34 @@ export class Manager {
     this.driver.validate(spec);
     const image = resolveBootImage();
     const oci = spec.image === DEFAULT_IMAGE_NAME ? undefined : resolveOciImage(spec.image);
+    if (spec.diskSizeMiB !== undefined && oci === undefined) {
+      throw new CorralError("INVALID_SPEC", "diskSizeMiB: the built-in image has no root disk", {
+        hint: "--disk-size sizes an OCI image's root disk; use --disk 10G for an extra disk",
+      });
+    }
+    await checkHostResources(spec);
+    const network = parseNetworkMode(spec.network);
+    if (network.kind !== "switch" || spec.ip !== undefined) {
+      return this.createRecord(spec, image, oci, spec.ip);
+    }
+    // Two creates on one switch must not pick the same address.
+    const release = await acquireLock(
+      join(stateRoot(), `switch-${network.name}.lock`),
+      `switch "${network.name}"`,
+    );
+    try {
+      return await this.createRecord(spec, image, oci, allocateSwitchAddress(network.name));
+    } finally {
+      release();
+    }
+  }
+
+  private async createRecord(
+    spec: VmSpec,
+    image: ImageInfo,
+    oci: OciImage | undefined,
+    guestIp: string | undefined,
+  ): Promise<VmInfo> {
     const { id, paths } = claimInstanceDir(
       spec.name,
       `choose another --name, or remove it with "corral rm -f ${spec.name}"`,
@@ -99,13 +138,14 @@ export class Manager {
           cmdline: image.cmdline,
         },
         guestCid: GUEST_CID,
+        ...(guestIp === undefined ? {} : { guestIp }),
         desired: "stopped",
         createdAt: new Date().toISOString(),
         disks: await prepareDisks(spec.disks, paths.dir),
       };
       if (oci !== undefined) {
         const overlay = join(paths.dir, "root.qcow2");
-        await createOverlay(oci.rootfs, overlay);
+        await createOverlay(oci.rootfs, overlay, spec.diskSizeMiB);
         record.rootDisk = {
           reference: oci.reference,
           manifestDigest: oci.manifestDigest,
@@ -204,18 +244,11 @@ export class Manager {
     if (record.spec.accel === "auto" && accel.accel === "tcg") {
       this.emit({ type: "notice", message: `using TCG software emulation: ${accel.reason}` });
     }
-    const image = imageFromRecord(record);
-    const vm: VmContext = {
-      id: record.id,
-      spec: record.spec,
-      paths,
-      image,
-      accel: accel.accel,
-      guestCid: record.guestCid,
-      ...rootDiskOf(record),
-      disks: record.disks,
-      mac: macOf(record),
-    };
+    const vm: VmContext = { ...this.context(record, paths), accel: accel.accel };
+    // Shared folders may have gone since the VM was created: say so before booting.
+    for (const [i, mount] of record.spec.mounts.entries()) {
+      checkMountSource(mount, `mounts[${i}] (-v)`);
+    }
     // Stale files of a previous run would be taken for this one.
     for (const file of [
       paths.shimState,
@@ -231,6 +264,7 @@ export class Manager {
 
     const plan = await this.driver.plan(vm);
     const shimPath = await buildVmmShim();
+    prepareTap(record.spec, paths);
     let state: VmRecord = {
       ...record,
       state: "starting",
@@ -248,8 +282,14 @@ export class Manager {
     );
     this.save(state, paths);
     let shimPid: number | undefined;
+    let daemon: DaemonClient | undefined;
     try {
       signal?.throwIfAborted();
+      if (needsDaemon(record.spec)) {
+        // Forwards bind here: a port taken since create fails the start before any boot.
+        daemon = await DaemonClient.ensure();
+        await daemon.request("PUT", `/v1/vms/${record.name}/services`);
+      }
       shimPid = launchShim({
         shimPath,
         plan,
@@ -266,9 +306,11 @@ export class Manager {
       writeFileSync(paths.readyFile, "");
       state = { ...state, state: "ready", readyAt: new Date().toISOString() };
       this.save(state, paths);
+      await daemon?.close();
       return this.info(state, paths);
     } catch (err) {
       readyNotice.close();
+      await daemon?.request("DELETE", `/v1/vms/${record.name}/services`).catch(() => {});
       // The VMM may be dying right now: give the shim a moment to record why.
       const exit =
         readVmmExit(paths) ??
@@ -281,6 +323,7 @@ export class Manager {
         signalGroup(shimPid);
       }
       releaseResources(paths);
+      await daemon?.close();
       const aborted = signal?.aborted === true;
       const reason = aborted
         ? "start interrupted"
@@ -466,6 +509,7 @@ export class Manager {
       await this.waitForExit(paths, 5_000).catch(() => {});
     }
     releaseResources(paths);
+    await detachServices(record);
     const next: VmRecord = { ...record, state: "stopped", stoppedAt: new Date().toISOString() };
     this.save(next, paths);
     return this.info(next, paths);
@@ -504,6 +548,7 @@ export class Manager {
         });
       }
       releaseResources(paths);
+      await detachServices(record);
       await this.waitForShimGone(paths);
       // Out of sight while still locked: a command waiting for the lock must find no VM,
       // not a half-deleted one. ("." names are never VM names.)
@@ -633,7 +678,8 @@ export class Manager {
   /** Runs a command in a ready VM, with its image's Env, WorkingDir and User as defaults. */
   async exec(name: string, req: ExecRequest): Promise<ExecProcess> {
     const { record, paths } = this.readyVm(name);
-    return agentFor(paths).exec(applyImageConfig(req, record.imageConfig, record.spec.env));
+    const env = { ...egressProxyEnv(record.spec), ...record.spec.env };
+    return agentFor(paths).exec(applyImageConfig(req, record.imageConfig, env));
   }
 
   /** The command `run` starts when the user gave `args` (Docker's Entrypoint/Cmd rules). */
@@ -643,6 +689,11 @@ export class Manager {
 
   serialLogPath(name: string): string {
     return this.load(name).paths.serialLog;
+  }
+
+  /** JSON lines, one per egress decision (and one per finished connection). */
+  egressLogPath(name: string): string {
+    return this.load(name).paths.egressLog;
   }
 
   private load(name: string): { record: VmRecord; paths: InstancePaths } {
@@ -662,6 +713,7 @@ export class Manager {
   }
 
   private context(record: VmRecord, paths: InstancePaths): VmContext {
+    const guestIp = record.guestIp ?? record.spec.ip;
     return {
       id: record.id,
       spec: record.spec,
@@ -670,6 +722,7 @@ export class Manager {
       accel: record.accel?.accel ?? "tcg",
       guestCid: record.guestCid,
       ...rootDiskOf(record),
+      ...(guestIp === undefined ? {} : { guestIp }),
       disks: record.disks,
       mac: macOf(record),
     };
@@ -730,6 +783,15 @@ function claimInstanceDir(name: string, hint: string): { id: string; paths: Inst
     throw err;
   }
   return { id, paths };
+}
+
+/** The daemon stops serving the VM (best effort: its watcher notices a gone VM anyway). */
+async function detachServices(record: VmRecord): Promise<void> {
+  if (!needsDaemon(record.spec)) return;
+  const daemon = await DaemonClient.ifRunning();
+  if (daemon === undefined) return;
+  await daemon.request("DELETE", `/v1/vms/${record.name}/services`).catch(() => {});
+  await daemon.close();
 }
 
 function signalGroup(leader: number): void {
@@ -801,7 +863,13 @@ function rootDiskOf(record: VmRecord): Pick<VmContext, "rootDisk"> {
       },
     );
   }
-  return { rootDisk: { path: record.rootDisk.overlay, format: "qcow2" } };
+  return {
+    rootDisk: {
+      path: record.rootDisk.overlay,
+      format: "qcow2",
+      grow: record.spec.diskSizeMiB !== undefined,
+    },
+  };
 }
 
 function imageFromRecord(record: VmRecord): ImageInfo {

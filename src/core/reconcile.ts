@@ -8,6 +8,7 @@ import type { InstancePaths } from "./layout.js";
 import { isAlive, signalProcess } from "./process.js";
 import { ACTIVE_STATES, type VmRecord, writeRecord } from "./record.js";
 import { readShimState, readVmmExit } from "./shim.js";
+import { releaseTap } from "./vm-network.js";
 
 /** Longer than any shim takes to report (it forks and writes shim.json within milliseconds). */
 const STALE_START_MS = 30_000;
@@ -59,6 +60,7 @@ export function releaseResources(paths: InstancePaths): void {
   }
   rmSync(paths.runDir, { recursive: true, force: true });
   rmSync(paths.readyFile, { force: true });
+  releaseTap(paths);
 }
 
 function isNamed(pid: number, comm: string): boolean {

@@ -72,6 +72,8 @@ const recordSchema = z.object({
     })
     .optional(),
   guestCid: z.number().int(),
+  /** The address corral gave the guest (on a switch, when the spec has no --ip). */
+  guestIp: z.string().optional(),
   /** What the user last asked for; a VMM exit while "stopped" is desired is not a failure. */
   desired: z.enum(["running", "stopped"]),
   createdAt: z.string(),

@@ -3,16 +3,33 @@
  * is O(1) in the image's size, and the VM's writes never reach the shared base.
  */
 import { execFile } from "node:child_process";
+import { statSync } from "node:fs";
 import { promisify } from "node:util";
 import { CorralError } from "../errors.js";
 import { requireTool } from "../host/tools.js";
 
 const run = promisify(execFile);
 
-export async function createOverlay(base: string, overlay: string): Promise<void> {
+/** `sizeMiB`: a virtual size larger than the base (`--disk-size`); default: the base's. */
+export async function createOverlay(
+  base: string,
+  overlay: string,
+  sizeMiB?: number,
+): Promise<void> {
   const qemuImg = requireTool("qemu-img");
+  if (sizeMiB !== undefined) {
+    const baseBytes = statSync(base).size;
+    if (sizeMiB * 1024 * 1024 < baseBytes) {
+      throw new CorralError(
+        "INVALID_SPEC",
+        `diskSizeMiB: ${sizeMiB} MiB is smaller than the image's ${Math.ceil(baseBytes / 1024 / 1024)} MiB root filesystem`,
+        { hint: `use --disk-size ${Math.ceil(baseBytes / 1024 ** 3)}G or more (disks only grow)` },
+      );
+    }
+  }
+  const size = sizeMiB === undefined ? [] : [`${sizeMiB}M`];
   try {
-    await run(qemuImg, ["create", "-q", "-f", "qcow2", "-F", "raw", "-b", base, overlay], {
+    await run(qemuImg, ["create", "-q", "-f", "qcow2", "-F", "raw", "-b", base, overlay, ...size], {
       timeout: 30_000,
     });
   } catch (err) {

@@ -43,7 +43,9 @@ export interface VmContext {
   accel: "kvm" | "hvf" | "tcg";
   guestCid: number;
   /** The root filesystem disk (an OCI image's overlay); absent: the initramfs is the root. */
-  rootDisk?: { path: string; format: "qcow2" | "raw" };
+  rootDisk?: { path: string; format: "qcow2" | "raw"; grow?: boolean };
+  /** The guest's address: "dhcp" or "A.B.C.D/LEN" (the user's, or allocated on a switch). */
+  guestIp?: string;
   /** The NIC's MAC (used when spec.network is not "none"). */
   mac: string;
   /** Data disks, in order (the guest sees them after the root disk). */

@@ -79,6 +79,13 @@ export const HOST_TOOLS: readonly HostTool[] = [
     purpose: "builds the cloud-init test guest",
     dev: true,
   },
+  {
+    command: "cloud-init",
+    aptPackage: "cloud-init",
+    purpose: "validates generated user-data against cloud-init's schema",
+    dev: true,
+  },
+  { command: "cpio", aptPackage: "cpio", purpose: "checks the initramfs writer", dev: true },
   { command: "ip", aptPackage: "iproute2", purpose: "network namespaces in tests", dev: true },
   {
     command: "/usr/sbin/qemu-ga",

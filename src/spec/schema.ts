@@ -4,7 +4,10 @@
  */
 import { z } from "zod";
 import { CorralError } from "../errors.js";
+import { parseAllowRule } from "../net/egress/rules.js";
 import { parseReference } from "../protocols/oci/reference.js";
+import { guestPathProblem } from "./mounts.js";
+import { isIpv4, NETWORK_HINT, networkModeProblem, parseIpv4Cidr } from "./network.js";
 import { parseSize } from "./size.js";
 
 export const NAME_PATTERN = /^[a-z0-9][a-z0-9_.-]{0,62}$/;
@@ -73,9 +76,109 @@ export const specSchema = z
       .default([]),
     /**
      * "none" (default): no NIC at all, only loopback. "nat": QEMU user-mode networking
-     * (slirp) with DHCP and DNS; the host is reachable at 10.0.2.2.
+     * (slirp) with DHCP and DNS; the host is reachable at 10.0.2.2. "tap:IFACE": a TAP
+     * device. "switch:NAME": an L2 segment with the other VMs on that switch (spec/network.ts).
      */
-    network: z.enum(["none", "nat"]).default("none"),
+    network: z
+      .string()
+      .default("none")
+      .superRefine((value, ctx) => {
+        const problem = networkModeProblem(value);
+        if (problem !== undefined) ctx.addIssue({ code: "custom", message: problem });
+      }),
+    /**
+     * The guest's address on its NIC: "dhcp", or "A.B.C.D/LEN" (static). Default: DHCP for
+     * nat, an address corral allocates for switch, none (link up only) for tap.
+     */
+    ip: z
+      .string()
+      .refine(
+        (value) => value === "dhcp" || parseIpv4Cidr(value) !== undefined,
+        'write "dhcp" or an IPv4 address with its prefix length (8-30), e.g. 10.0.0.2/24',
+      )
+      .optional(),
+    /** Default route for a static --ip. */
+    gateway: z.string().refine(isIpv4, "write an IPv4 address, e.g. 10.0.0.1").optional(),
+    /** TCP port forwards from the host to the guest, carried over vsock (no NIC needed). */
+    ports: z
+      .array(
+        z
+          .object({
+            hostIp: z
+              .string()
+              .refine(isIpv4, "write an IPv4 address of this host")
+              .default("127.0.0.1"),
+            hostPort: z.number().int().min(1).max(65535),
+            guestPort: z.number().int().min(1).max(65535),
+          })
+          .strict(),
+      )
+      .max(64, "at most 64 port forwards")
+      .default([])
+      .superRefine((ports, ctx) => {
+        const seen = new Set<string>();
+        for (const [i, p] of ports.entries()) {
+          const key = `${p.hostIp}:${p.hostPort}`;
+          if (seen.has(key) || (seen.has(`0.0.0.0:${p.hostPort}`) && p.hostIp !== "0.0.0.0")) {
+            ctx.addIssue({
+              code: "custom",
+              path: [i],
+              message: `host port ${key} is forwarded twice`,
+            });
+          }
+          seen.add(key);
+        }
+      }),
+    /** Egress allowlist (`--allow-host`), enforced by the host's proxy; empty: no egress. */
+    allowHosts: z
+      .array(z.string())
+      .max(256, "at most 256 --allow-host rules")
+      .default([])
+      .superRefine((rules, ctx) => {
+        for (const [i, rule] of rules.entries()) {
+          try {
+            parseAllowRule(rule);
+          } catch (err) {
+            ctx.addIssue({ code: "custom", path: [i], message: (err as Error).message });
+          }
+        }
+      }),
+    /** Host directories shared with the guest (virtio-9p), mounted before the agent is ready. */
+    mounts: z
+      .array(
+        z
+          .object({
+            source: z.string().startsWith("/", "host directories must be absolute paths"),
+            target: z.string().superRefine((value, ctx) => {
+              const problem = guestPathProblem(value);
+              if (problem !== undefined) ctx.addIssue({ code: "custom", message: problem });
+            }),
+            readOnly: z.boolean().default(false),
+          })
+          .strict(),
+      )
+      .max(16, "at most 16 shared folders")
+      .default([])
+      .superRefine((mounts, ctx) => {
+        const targets = new Set<string>();
+        for (const [i, m] of mounts.entries()) {
+          if (targets.has(m.target)) {
+            ctx.addIssue({
+              code: "custom",
+              path: [i, "target"],
+              message: `${m.target} is mounted twice`,
+            });
+          }
+          targets.add(m.target);
+        }
+      }),
+    /** Virtual size of an image's root disk in MiB (grown in the guest at boot). */
+    diskSizeMiB: z
+      .number()
+      .int()
+      .min(64)
+      .max(16 * 1024 * 1024)
+      .optional(),
     /** Locally administered unicast MAC; default: derived from the VM's id. */
     mac: z
       .string()
@@ -114,7 +217,23 @@ export const specSchema = z
     /** Milliseconds the guest gets to answer its agent before it is killed. */
     readyTimeoutMs: z.number().int().min(1000).max(600_000).default(90_000),
   })
-  .strict();
+  .strict()
+  .superRefine((spec, ctx) => {
+    if (spec.ip !== undefined && spec.network === "none") {
+      ctx.addIssue({
+        code: "custom",
+        path: ["ip"],
+        message: "a VM without a NIC (--network none) has no address to set",
+      });
+    }
+    if (spec.gateway !== undefined && (spec.ip === undefined || spec.ip === "dhcp")) {
+      ctx.addIssue({
+        code: "custom",
+        path: ["gateway"],
+        message: "a gateway goes with a static --ip A.B.C.D/LEN",
+      });
+    }
+  });
 
 export type VmSpecInput = z.input<typeof specSchema>;
 export type VmSpec = z.output<typeof specSchema>;
@@ -139,7 +258,9 @@ function hintFor(field: string): string {
     case "cpus":
       return "use --cpus with a whole number from 1 to 64";
     case "network":
-      return "use --network none (no NIC) or --network nat (tap and switch modes are not built yet)";
+      return NETWORK_HINT;
+    case "ip":
+      return "e.g. --ip 10.0.0.2/24 (with --gateway 10.0.0.1), or --ip dhcp";
     case "mac":
       return "e.g. --mac 02:00:00:12:34:56 (locally administered, unicast)";
     case "image":
@@ -147,6 +268,11 @@ function hintFor(field: string): string {
     case "accel":
       return `use one of: ${ACCELERATORS.join(", ")}`;
     default:
+      if (field.startsWith("ports")) return "write -p 8080:80 or -p 0.0.0.0:8080:80";
+      if (field.startsWith("allowHosts")) {
+        return "e.g. --allow-host api.example.com:443, --allow-host '*.npmjs.org', --allow-host 10.1.2.0/24:80";
+      }
+      if (field.startsWith("mounts")) return "write -v /host/dir:/guest/dir[:ro]";
       return `check the value of ${field}`;
   }
 }

@@ -89,6 +89,39 @@ describe("running an OCI image", () => {
     assert.equal(sha256(vm.rootDisk.base), baseSum, "the cached rootfs never changes");
   });
 
+  it("--disk-size grows the image's root filesystem in the guest; smaller is refused", async () => {
+    const r = await box.corral([
+      "run",
+      "--rm",
+      "--disk-size",
+      "3G",
+      image,
+      "--",
+      "sh",
+      "-c",
+      "df -k / | tail -1; dd if=/dev/zero of=/big bs=1M count=300 2>/dev/null && echo wrote",
+    ]);
+    assert.equal(r.code, 0, r.stderr);
+    const [df, wrote] = r.stdout.toString().trim().split("\n");
+    const totalKiB = Number(df?.trim().split(/\s+/)[1]);
+    assert.ok(totalKiB > 2.5 * 1024 * 1024, `root is ${totalKiB} KiB, expected ~3 GiB`);
+    assert.equal(wrote, "wrote", "more than the image's headroom fits");
+    const small = await box.corral([
+      "create",
+      "--name",
+      "tiny",
+      "--disk-size",
+      "64M",
+      "--image",
+      image,
+    ]);
+    assert.equal(small.code, 2);
+    assert.match(small.stderr, /smaller than the image's .* root filesystem/);
+    const builtin = await box.corral(["create", "--name", "tiny2", "--disk-size", "1G"]);
+    assert.equal(builtin.code, 2);
+    assert.match(builtin.stderr, /built-in image has no root disk/);
+  });
+
   it("names an image that does not exist", async () => {
     const r = await box.corral(["run", "--rm", `${registry.host}/test/nothing:1`, "--", "true"]);
     assert.equal(r.code, 1);

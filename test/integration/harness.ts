@@ -31,16 +31,33 @@ export interface Sandbox {
   cleanup(): Promise<void>;
 }
 
-export function sandbox(): Sandbox {
+export interface SandboxOptions {
+  /** Runs every corral command under this argv prefix, e.g. `ip netns exec NS`. */
+  commandPrefix?: string[];
+}
+
+export function sandbox(options: SandboxOptions = {}): Sandbox {
+  const prefix = options.commandPrefix ?? [];
   const stateDir = mkdtempSync(join(tmpdir(), "corral-it-"));
-  const env = { ...process.env, CORRAL_STATE_DIR: stateDir };
-  const spawnCorral = (args: string[], options: SpawnOptions = {}) =>
-    spawn(process.execPath, ["--import", "tsx", cliEntry, ...args], {
-      cwd: repoRoot,
-      env,
-      stdio: ["pipe", "pipe", "pipe"],
-      ...options,
-    });
+  const env = { ...process.env, CORRAL_STATE_DIR: stateDir, CORRAL_DAEMON_IDLE_MS: "5000" };
+  const spawnCorral = (args: string[], spawnOptions: SpawnOptions = {}) =>
+    spawn(
+      prefix[0] ?? process.execPath,
+      [
+        ...prefix.slice(1),
+        ...(prefix.length > 0 ? [process.execPath] : []),
+        "--import",
+        "tsx",
+        cliEntry,
+        ...args,
+      ],
+      {
+        cwd: repoRoot,
+        env,
+        stdio: ["pipe", "pipe", "pipe"],
+        ...spawnOptions,
+      },
+    );
   const corral: Sandbox["corral"] = (args, options = {}) =>
     new Promise((resolve, reject) => {
       const child = spawnCorral(args, { env: options.env ?? env });
@@ -75,6 +92,7 @@ export function sandbox(): Sandbox {
         names = [];
       }
       if (names.length > 0) await corral(["rm", "-f", ...names]);
+      await corral(["daemon", "stop"]);
       const survivors = processesMentioning(stateDir);
       rmSync(stateDir, { recursive: true, force: true });
       rmSync(runRootOf(stateDir), { recursive: true, force: true });

@@ -188,6 +188,28 @@ describe("vmm-shim", () => {
     await assertGone(state.vmmPid, state.shimPid);
   });
 
+  test("SIGUSR1 replaces the sidecar and leaves the VMM running", async () => {
+    const s = runShim([...SIDECAR, "--vmm", "sleep", "30"]);
+    const before = await s.state();
+    process.kill(before.shimPid, "SIGUSR1");
+    let after = before;
+    const deadline = Date.now() + 5_000;
+    while (after.sidecarPid === before.sidecarPid) {
+      if (Date.now() > deadline) throw new Error("the sidecar was not replaced");
+      await sleep(20);
+      after = JSON.parse(readFileSync(s.paths.state, "utf8")) as ShimState;
+    }
+    started.push(after.sidecarPid!);
+    await assertGone(before.sidecarPid);
+    assert.ok(isAlive(after.sidecarPid!), "the new sidecar runs");
+    assert.equal(after.vmmPid, before.vmmPid);
+    assert.ok(isAlive(before.vmmPid), "the VMM was not touched");
+    assert.ok(existsSync(s.paths.wait), "the new sidecar's socket exists");
+    process.kill(before.vmmPid, "SIGKILL");
+    await s.exited;
+    await assertGone(after.sidecarPid, before.shimPid);
+  });
+
   test("a VMM killed by signal 9 is recorded and the sidecar is stopped", async () => {
     const s = runShim([...SIDECAR, "--vmm", "sleep", "30"]);
     const state = await s.state();

@@ -176,19 +176,25 @@ export function registerLifecycleCommands(program: Command): void {
 
   program
     .command("logs")
-    .description("print a VM's serial console")
+    .description("print a VM's serial console, or its egress decisions (--egress)")
     .argument("<name>", "VM name")
     .option("-f, --follow", "keep printing while the VM runs")
-    .action(async (name: string, flags: { follow?: boolean }) => {
+    .option("--egress", "the egress proxy's decisions (allowed / denied, with the reason)")
+    .option("--json", "with --egress: one JSON object per line, close entries included")
+    .action(async (name: string, flags: { follow?: boolean; egress?: boolean; json?: boolean }) => {
       const mgr = manager();
-      const path = mgr.serialLogPath(name);
+      const path = flags.egress === true ? mgr.egressLogPath(name) : mgr.serialLogPath(name);
+      const write =
+        flags.egress === true && flags.json !== true
+          ? lineWriter(formatEgressLine)
+          : (chunk: Buffer) => process.stdout.write(chunk);
       let offset = 0;
       for (;;) {
-        offset = copyFrom(path, offset);
+        offset = copyFrom(path, offset, write);
         if (!flags.follow) return;
         const vm = await mgr.inspect(name);
         if (!ACTIVE_STATES.includes(vm.state)) {
-          copyFrom(path, offset);
+          copyFrom(path, offset, write);
           return;
         }
         await sleep(200);
@@ -196,8 +202,37 @@ export function registerLifecycleCommands(program: Command): void {
     });
 }
 
-/** Copies the log from `offset` to stdout; returns the new offset. */
-function copyFrom(path: string, offset: number): number {
+/** Buffers chunks into whole lines for `format`; what it returns is printed. */
+function lineWriter(format: (line: string) => string | undefined): (chunk: Buffer) => void {
+  let pending = "";
+  return (chunk) => {
+    pending += chunk.toString("utf8");
+    const lines = pending.split("\n");
+    pending = lines.pop() ?? "";
+    for (const line of lines) {
+      const out = format(line);
+      if (out !== undefined) process.stdout.write(`${out}\n`);
+    }
+  };
+}
+
+/** `TIME ALLOW|DENY METHOD host:port -> address: reason`; close entries only in --json. */
+function formatEgressLine(line: string): string | undefined {
+  try {
+    const e = JSON.parse(line) as Record<string, unknown>;
+    if (e.event === "close") return undefined;
+    const verdict = e.allowed === true ? "ALLOW" : "DENY ";
+    const target = `${String(e.host)}:${String(e.port)}`;
+    const address = typeof e.address === "string" ? ` -> ${e.address}` : "";
+    const url = typeof e.url === "string" ? ` ${e.url}` : "";
+    return `${String(e.time)} ${verdict} ${String(e.method)} ${target}${address}${url}: ${String(e.reason)}`;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Copies the log from `offset` through `write`; returns the new offset. */
+function copyFrom(path: string, offset: number, write: (chunk: Buffer) => void): number {
   let size: number;
   try {
     size = statSync(path).size;
@@ -212,7 +247,7 @@ function copyFrom(path: string, offset: number): number {
     while (offset < size) {
       const n = readSync(fd, buf, 0, Math.min(buf.length, size - offset), offset);
       if (n <= 0) break;
-      process.stdout.write(buf.subarray(0, n));
+      write(Buffer.from(buf.subarray(0, n)));
       offset += n;
     }
   } finally {

@@ -23,8 +23,25 @@ export function addVmFlags(command: Command): Command {
     .option("--accel <accel>", "auto | kvm | hvf | tcg (default auto)")
     .option("--machine <type>", "q35 | microvm (default q35)")
     .option("--kernel-arg <arg>", "extra kernel command-line parameter (repeatable)", collect)
-    .option("--network <mode>", "none (default: no NIC) | nat (user-mode NAT with DHCP)")
+    .option(
+      "--network <mode>",
+      "none (default: no NIC) | nat (user-mode NAT, DHCP) | tap:IFACE | switch:NAME (VM-to-VM)",
+    )
     .option("--mac <mac>", "MAC address of the NIC (default: derived from the VM id)")
+    .option("--ip <addr>", "guest address: A.B.C.D/LEN or dhcp (default: per network mode)")
+    .option("--gateway <addr>", "default route for a static --ip")
+    .option(
+      "-p, --publish <[ip:]host:guest>",
+      "forward a host TCP port to the guest, over vsock (repeatable; host ip default 127.0.0.1)",
+      collect,
+    )
+    .option(
+      "--allow-host <rule>",
+      "allow egress through the host proxy: name[:port], '*.suffix', CIDR[:port] (repeatable)",
+      collect,
+    )
+    .option("-v, --volume <host:guest[:ro]>", "share a host directory (repeatable)", collect)
+    .option("--disk-size <size>", "virtual size of an image's root disk, e.g. 10G")
     .option(
       "--disk <size|path[:ro]>",
       "extra disk: new (e.g. 10G) or an image file (repeatable)",

@@ -5,6 +5,7 @@
  * ~4-5% of boots on our machines (docs/benchmarks.md); q35 had none in 270 boots.
  * Guest memory is a shared memfd because vhost-user-vsock's sidecar maps it.
  */
+import { parseNetworkMode } from "../../spec/network.js";
 import type { VmContext } from "../driver.js";
 
 /** A value inside a QEMU option list: a comma would start the next option unless doubled. */
@@ -23,9 +24,11 @@ export function qemuArgs(qemuPath: string, vm: VmContext): string[] {
   const cmdline = [
     image.cmdline,
     `corral.hostname=${spec.name}`,
-    ...moduleArgs(microvm, vm.rootDisk !== undefined, vm.disks.length > 0, spec.network !== "none"),
-    ...(spec.network === "nat" ? ["corral.net=dhcp"] : []),
+    ...moduleArgs(vm, microvm),
+    ...guestNetArgs(vm),
     ...(vm.rootDisk === undefined ? [] : ["corral.root=/dev/vda"]),
+    ...(vm.rootDisk?.grow === true ? ["corral.growroot=1"] : []),
+    ...spec.mounts.map((m, i) => `corral.mount=corral${i}:${m.target}:${m.readOnly ? "ro" : "rw"}`),
     ...spec.cmdline,
   ].join(" ");
   return [
@@ -67,37 +70,74 @@ export function qemuArgs(qemuPath: string, vm: VmContext): string[] {
     ...(microvm ? ["-global", "virtio-mmio.force-legacy=false"] : []),
     ...diskArgs(vm, microvm),
     ...networkArgs(vm, microvm),
+    ...mountArgs(vm, microvm),
     "-qmp",
     `unix:${opt(paths.qmpSocket)},server=on,wait=off`,
   ];
 }
 
 /** The image loads only virtio-pci and vsock at boot; everything else is asked for here. */
-function moduleArgs(
-  microvm: boolean,
-  rootDisk: boolean,
-  dataDisks: boolean,
-  nic: boolean,
-): string[] {
+function moduleArgs(vm: VmContext, microvm: boolean): string[] {
+  const rootDisk = vm.rootDisk !== undefined;
   const modules = [
     ...(microvm ? ["virtio_mmio"] : []),
-    ...(nic ? ["virtio_net"] : []),
-    ...(dataDisks && !rootDisk ? ["virtio_blk"] : []),
+    ...(vm.spec.network !== "none" ? ["virtio_net"] : []),
+    ...(vm.disks.length > 0 && !rootDisk ? ["virtio_blk"] : []),
     // ext4 needs crc32c, a soft dependency that modprobe with modules.dep does not follow.
     ...(rootDisk ? ["virtio_blk", "crc32c_generic", "ext4"] : []),
+    ...(vm.spec.mounts.length > 0 ? ["9pnet_virtio", "9p"] : []),
   ];
   return modules.length === 0 ? [] : [`corral.modules=${modules.join(",")}`];
 }
 
+/** How the guest's init configures eth0: DHCP, a static address, or just the link. */
+function guestNetArgs(vm: VmContext): string[] {
+  if (vm.spec.network === "none") return [];
+  const ip = vm.guestIp ?? (vm.spec.network === "nat" ? "dhcp" : undefined);
+  if (ip === undefined) return ["corral.net=link"];
+  if (ip === "dhcp") return ["corral.net=dhcp"];
+  return [`corral.net=static:${ip}${vm.spec.gateway === undefined ? "" : `:${vm.spec.gateway}`}`];
+}
+
 /** "none" adds no NIC at all: the guest has only loopback, not a NIC with no route. */
 function networkArgs(vm: VmContext, microvm: boolean): string[] {
-  if (vm.spec.network === "none") return [];
-  return [
-    "-netdev",
-    "user,id=net0",
+  const mode = parseNetworkMode(vm.spec.network);
+  if (mode.kind === "none") return [];
+  const nic = `${microvm ? "virtio-net-device" : "virtio-net-pci"},netdev=net0,mac=${vm.mac}`;
+  switch (mode.kind) {
+    case "nat":
+      return ["-netdev", "user,id=net0", "-device", nic];
+    case "tap":
+      return [
+        "-netdev",
+        `tap,id=net0,ifname=${mode.iface},script=no,downscript=no`,
+        "-device",
+        nic,
+      ];
+    case "switch":
+      // QEMU listens; corral's daemon connects as the switch port (and reconnects after a
+      // daemon restart, which a listening switch could not ask of QEMU 7.2).
+      return [
+        "-netdev",
+        `stream,id=net0,server=on,addr.type=unix,addr.path=${opt(vm.paths.netSocket)}`,
+        "-device",
+        nic,
+      ];
+  }
+}
+
+/**
+ * Shared folders over virtio-9p. security_model=none: files keep the host's ownership and the
+ * guest's chmod reaches the host; readonly=on makes QEMU itself refuse writes, so a guest
+ * that remounts read-write still cannot change the host directory.
+ */
+function mountArgs(vm: VmContext, microvm: boolean): string[] {
+  return vm.spec.mounts.flatMap((m, i) => [
+    "-fsdev",
+    `local,id=fs${i},path=${opt(m.source)},security_model=none${m.readOnly ? ",readonly=on" : ""}`,
     "-device",
-    `${microvm ? "virtio-net-device" : "virtio-net-pci"},netdev=net0,mac=${vm.mac}`,
-  ];
+    `${microvm ? "virtio-9p-device" : "virtio-9p-pci"},fsdev=fs${i},mount_tag=corral${i}`,
+  ]);
 }
 
 function diskArgs(vm: VmContext, microvm: boolean): string[] {

@@ -1,0 +1,137 @@
+/**
+ * The library's side of the per-user daemon: finds it, starts it on demand (detached, so it
+ * outlives the CLI), and calls its API over the 0600 unix socket. Errors come back as
+ * CorralErrors with the daemon's code and hint.
+ */
+import { spawn } from "node:child_process";
+import { closeSync, existsSync, openSync } from "node:fs";
+import { extname } from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
+import { fileURLToPath } from "node:url";
+import { Client } from "undici";
+import { daemonPaths, ensurePrivateDir, runRoot, stateRoot } from "../core/layout.js";
+import { acquireLock } from "../core/lock.js";
+import { CorralError, type ErrorCode } from "../errors.js";
+
+const START_TIMEOUT_MS = 15_000;
+const REQUEST_TIMEOUT_MS = 30_000;
+
+export interface DaemonHealth {
+  pid: number;
+  version: string;
+  startedAt: string;
+  stateDir: string;
+}
+
+export class DaemonClient {
+  private constructor(private readonly client: Client) {}
+
+  /** The running daemon, or undefined when none answers. */
+  static async ifRunning(): Promise<DaemonClient | undefined> {
+    const { socket } = daemonPaths();
+    if (!existsSync(socket)) return undefined;
+    const candidate = new DaemonClient(
+      new Client("http://corral-daemon", { socketPath: socket, connect: { timeout: 2_000 } }),
+    );
+    try {
+      await candidate.health();
+      return candidate;
+    } catch {
+      await candidate.close();
+      return undefined;
+    }
+  }
+
+  /** The running daemon, started first if needed. */
+  static async ensure(): Promise<DaemonClient> {
+    const running = await DaemonClient.ifRunning();
+    if (running !== undefined) return running;
+    const paths = daemonPaths();
+    const release = await acquireLock(paths.lock, "the corral daemon", START_TIMEOUT_MS);
+    try {
+      const raced = await DaemonClient.ifRunning();
+      if (raced !== undefined) return raced;
+      spawnDaemon();
+      const deadline = Date.now() + START_TIMEOUT_MS;
+      for (;;) {
+        const started = await DaemonClient.ifRunning();
+        if (started !== undefined) return started;
+        if (Date.now() > deadline) {
+          throw new CorralError("DAEMON", "the corral daemon did not start within 15 s", {
+            hint: `see its log: ${paths.log}`,
+          });
+        }
+        await sleep(50);
+      }
+    } finally {
+      release();
+    }
+  }
+
+  health(): Promise<DaemonHealth> {
+    return this.request<DaemonHealth>("GET", "/v1/health");
+  }
+
+  async request<T>(method: "GET" | "PUT" | "POST" | "DELETE", path: string, body?: unknown) {
+    let response: Awaited<ReturnType<Client["request"]>>;
+    try {
+      response = await this.client.request({
+        method,
+        path,
+        headers: body === undefined ? {} : { "content-type": "application/json" },
+        body: body === undefined ? undefined : JSON.stringify(body),
+        headersTimeout: REQUEST_TIMEOUT_MS,
+        bodyTimeout: REQUEST_TIMEOUT_MS,
+      });
+    } catch (err) {
+      throw new CorralError("DAEMON", `cannot reach the corral daemon: ${String(err)}`, {
+        hint: `see its log: ${daemonPaths().log}`,
+        cause: err,
+      });
+    }
+    const text = await response.body.text();
+    let parsed: unknown;
+    try {
+      parsed = text === "" ? undefined : JSON.parse(text);
+    } catch {
+      throw new CorralError("DAEMON", `the daemon answered ${response.statusCode} with non-JSON`);
+    }
+    if (response.statusCode >= 400) throw errorFromBody(parsed, response.statusCode);
+    return parsed as T;
+  }
+
+  async close(): Promise<void> {
+    await this.client.close().catch(() => {});
+  }
+}
+
+function errorFromBody(body: unknown, status: number): CorralError {
+  const b = (body ?? {}) as { code?: string; message?: string; hint?: string };
+  return new CorralError(
+    (b.code as ErrorCode | undefined) ?? "DAEMON",
+    b.message ?? `the daemon answered HTTP ${status}`,
+    { hint: b.hint },
+  );
+}
+
+/**
+ * The daemon is this package's own entry point run by the same Node; from source (tsx) the
+ * loader has to come along.
+ */
+function spawnDaemon(): void {
+  const self = fileURLToPath(import.meta.url);
+  const entry = fileURLToPath(new URL(`./main${extname(self)}`, import.meta.url));
+  const loader = extname(self) === ".ts" ? ["--import", "tsx"] : [];
+  ensurePrivateDir(runRoot());
+  const log = openSync(daemonPaths().log, "a", 0o600);
+  try {
+    const child = spawn(process.execPath, [...loader, entry, "--state-dir", stateRoot()], {
+      detached: true,
+      stdio: ["ignore", log, log],
+      env: { ...process.env, CORRAL_STATE_DIR: stateRoot() },
+    });
+    child.unref();
+  } finally {
+    closeSync(log);
+  }
+}

@@ -1,0 +1,216 @@
+/**
+ * The per-user daemon: owns what must outlive a CLI process but belongs to no single VMM
+ * (port forwards, egress proxies, switches; later pools and the REST API). VMMs stay with
+ * their shims: if the daemon dies, VMs keep running and a new daemon re-adopts their
+ * services from the instance directories.
+ */
+import { chmodSync, existsSync, rmSync } from "node:fs";
+import type { AddressInfo } from "node:net";
+import Fastify, { type FastifyInstance } from "fastify";
+import { writeFileAtomicSync } from "../core/atomic.js";
+import {
+  daemonPaths,
+  ensurePrivateDir,
+  instancePaths,
+  runRoot,
+  stateRoot,
+} from "../core/layout.js";
+import { Manager } from "../core/manager.js";
+import { processStartTime } from "../core/process.js";
+import { ACTIVE_STATES, readRecord } from "../core/record.js";
+import { asCorralError, CorralError } from "../errors.js";
+import { NAME_PATTERN } from "../spec/schema.js";
+import { needsDaemon, type VmServiceParts, VmServices } from "./vm-services.js";
+
+export const DAEMON_VERSION = "1";
+const WATCH_INTERVAL_MS = 1_000;
+
+export interface DaemonOptions {
+  /** Exit after this long with nothing to serve; 0 = never. */
+  idleMs?: number;
+  /** Builds the egress proxy and switch port of a VM (wired in by daemon/main.ts). */
+  startParts?: (
+    record: ReturnType<typeof readRecord>,
+    paths: ReturnType<typeof instancePaths>,
+  ) => Promise<VmServiceParts>;
+  log?: (message: string, fields?: Record<string, unknown>) => void;
+}
+
+export class Daemon {
+  private readonly vms = new Map<string, VmServices>();
+  /** Attaches and detaches of one VM run one after another. */
+  private readonly queues = new Map<string, Promise<unknown>>();
+  private readonly manager = new Manager();
+  private app: FastifyInstance | undefined;
+  private watcher: NodeJS.Timeout | undefined;
+  private idleSince = Date.now();
+  private closing: Promise<void> | undefined;
+
+  constructor(private readonly options: DaemonOptions = {}) {}
+
+  private log(message: string, fields?: Record<string, unknown>) {
+    this.options.log?.(message, fields);
+  }
+
+  async listen(): Promise<void> {
+    const paths = daemonPaths();
+    ensurePrivateDir(runRoot());
+    if (existsSync(paths.socket)) rmSync(paths.socket, { force: true });
+    const app = Fastify({ logger: false, bodyLimit: 1024 * 1024 });
+    this.routes(app);
+    await app.listen({ path: paths.socket });
+    chmodSync(paths.socket, 0o600);
+    this.app = app;
+    writeFileAtomicSync(
+      paths.state,
+      JSON.stringify({
+        pid: process.pid,
+        startTime: processStartTime(process.pid),
+        version: DAEMON_VERSION,
+        startedAt: new Date().toISOString(),
+      }),
+      0o600,
+    );
+    await this.adopt();
+    this.watcher = setInterval(() => void this.watch(), WATCH_INTERVAL_MS);
+    this.watcher.unref();
+  }
+
+  /** Services of VMs that were running before this daemon started (a restart, a crash). */
+  private async adopt(): Promise<void> {
+    for (const vm of await this.manager.list().catch(() => [])) {
+      if (ACTIVE_STATES.includes(vm.state) && needsDaemon(vm.spec)) {
+        await this.attach(vm.name).catch((err) =>
+          this.log("adopt failed", { vm: vm.name, error: String(err) }),
+        );
+      }
+    }
+  }
+
+  /** Drops the services of VMs that are no longer running; exits when idle for long enough. */
+  private async watch(): Promise<void> {
+    for (const [name, services] of this.vms) {
+      let active = false;
+      try {
+        const vm = await this.manager.inspect(name);
+        active = vm.id === services.record.id && ACTIVE_STATES.includes(vm.state);
+      } catch {
+        active = false;
+      }
+      if (!active) await this.detach(name, services.record.id);
+    }
+    const idleMs = this.options.idleMs ?? 0;
+    if (this.vms.size > 0) this.idleSince = Date.now();
+    else if (idleMs > 0 && Date.now() - this.idleSince > idleMs) {
+      this.log("idle: exiting");
+      await this.close();
+      process.exit(0);
+    }
+  }
+
+  private serialize<T>(name: string, task: () => Promise<T>): Promise<T> {
+    const previous = this.queues.get(name) ?? Promise.resolve();
+    const next = previous.catch(() => {}).then(task);
+    this.queues.set(name, next);
+    return next.finally(() => {
+      if (this.queues.get(name) === next) this.queues.delete(name);
+    });
+  }
+
+  attach(name: string): Promise<VmServices> {
+    return this.serialize(name, async () => {
+      const probe = instancePaths(name, "000000000000");
+      const record = readRecord(probe.config, name);
+      const paths = instancePaths(name, record.id);
+      const existing = this.vms.get(name);
+      if (existing !== undefined) {
+        // A restart of the VM (new sockets) or a repeated attach: start afresh.
+        this.vms.delete(name);
+        await existing.close();
+      }
+      const services = await VmServices.attach(
+        record,
+        paths,
+        this.options.startParts ?? (async () => ({})),
+      );
+      this.vms.set(name, services);
+      this.idleSince = Date.now();
+      this.log("attached", { vm: name, id: record.id });
+      return services;
+    });
+  }
+
+  detach(name: string, id?: string): Promise<boolean> {
+    return this.serialize(name, async () => {
+      const services = this.vms.get(name);
+      if (services === undefined || (id !== undefined && services.record.id !== id)) return false;
+      this.vms.delete(name);
+      await services.close();
+      this.log("detached", { vm: name });
+      return true;
+    });
+  }
+
+  private routes(app: FastifyInstance): void {
+    app.setErrorHandler((err, _req, reply) => {
+      const error = asCorralError(err);
+      const status =
+        error.code === "VM_NOT_FOUND"
+          ? 404
+          : error.code === "PORT_IN_USE" || error.code === "VM_STATE"
+            ? 409
+            : error.code === "INVALID_ARGUMENT" || error.code === "INVALID_SPEC"
+              ? 400
+              : 500;
+      void reply.status(status).send(error.toJSON());
+    });
+    const vmName = (params: unknown): string => {
+      const name = (params as { name?: string }).name ?? "";
+      if (!NAME_PATTERN.test(name)) {
+        throw new CorralError("VM_NOT_FOUND", `no VM named "${name}"`);
+      }
+      return name;
+    };
+    app.get("/v1/health", async () => ({
+      pid: process.pid,
+      version: DAEMON_VERSION,
+      startedAt: new Date(Date.now() - process.uptime() * 1000).toISOString(),
+      stateDir: stateRoot(),
+    }));
+    app.get("/v1/vms", async () => [...this.vms.values()].map((s) => s.status()));
+    app.get("/v1/vms/:name/services", async (req) => {
+      const services = this.vms.get(vmName(req.params));
+      if (services === undefined) {
+        throw new CorralError("VM_NOT_FOUND", "the daemon serves nothing for this VM");
+      }
+      return services.status();
+    });
+    app.put("/v1/vms/:name/services", async (req) =>
+      (await this.attach(vmName(req.params))).status(),
+    );
+    app.delete("/v1/vms/:name/services", async (req) => ({
+      detached: await this.detach(vmName(req.params)),
+    }));
+    app.post("/v1/shutdown", async (_req, reply) => {
+      await reply.send({ stopping: true });
+      setImmediate(() => void this.close().then(() => process.exit(0)));
+    });
+  }
+
+  address(): string | AddressInfo | null {
+    return this.app?.server.address() ?? null;
+  }
+
+  close(): Promise<void> {
+    this.closing ??= (async () => {
+      if (this.watcher !== undefined) clearInterval(this.watcher);
+      await Promise.all([...this.vms.values()].map((s) => s.close().catch(() => {})));
+      this.vms.clear();
+      await this.app?.close().catch(() => {});
+      const paths = daemonPaths();
+      rmSync(paths.socket, { force: true });
+      rmSync(paths.state, { force: true });
+    })();
+    return this.closing;
+  }
+}

@@ -1,0 +1,58 @@
+/**
+ * The egress proxy and switch port of a VM (see vm-services.ts). The proxy's listener is the
+ * host end of guest-initiated vsock connections to port 1026: `<vsock uds>_1026`, 0600.
+ */
+import { appendFileSync, chmodSync, renameSync, rmSync, statSync } from "node:fs";
+import { createServer } from "node:net";
+import type { InstancePaths } from "../core/layout.js";
+import type { VmRecord } from "../core/record.js";
+import { EgressPolicy } from "../net/egress/policy.js";
+import { type EgressLogEntry, EgressProxy } from "../net/egress/proxy.js";
+import { parseAllowRules } from "../net/egress/rules.js";
+import type { VmServiceParts } from "./vm-services.js";
+
+export const EGRESS_VSOCK_PORT = 1026;
+/** The egress log rotates once past this size (one older file is kept). */
+const MAX_EGRESS_LOG_BYTES = 16 * 1024 * 1024;
+
+export async function startVmParts(
+  record: VmRecord,
+  paths: InstancePaths,
+): Promise<VmServiceParts> {
+  const parts: VmServiceParts = {};
+  if (record.spec.allowHosts.length > 0) parts.egress = await startEgress(record, paths);
+  return parts;
+}
+
+async function startEgress(record: VmRecord, paths: InstancePaths) {
+  const proxy = new EgressProxy({
+    policy: new EgressPolicy(parseAllowRules(record.spec.allowHosts)),
+    onDecision: (entry) => appendEgressLog(paths.egressLog, record.name, entry),
+  });
+  const path = `${paths.vsockSocket}_${EGRESS_VSOCK_PORT}`;
+  rmSync(path, { force: true });
+  // Half-open: a tunnel's client may finish sending while the reply still flows.
+  const server = createServer({ allowHalfOpen: true }, (conn) => proxy.handle(conn));
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(path, () => resolve());
+  });
+  chmodSync(path, 0o600);
+  server.on("error", () => {});
+  return {
+    async close() {
+      proxy.close();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+      rmSync(path, { force: true });
+    },
+  };
+}
+
+function appendEgressLog(path: string, vm: string, entry: EgressLogEntry): void {
+  try {
+    if (statSync(path).size > MAX_EGRESS_LOG_BYTES) renameSync(path, `${path}.1`);
+  } catch {
+    // no log yet
+  }
+  appendFileSync(path, `${JSON.stringify({ vm, ...entry })}\n`, { mode: 0o600 });
+}
