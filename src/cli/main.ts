@@ -6,6 +6,7 @@ import { registerHostCommands } from "./commands/host.js";
 import { registerImageCommands } from "./commands/image.js";
 import { registerLifecycleCommands } from "./commands/lifecycle.js";
 import { registerRunCommands } from "./commands/run.js";
+import { registerSnapshotCommands } from "./commands/snapshot.js";
 import { exitCodeFor, renderError } from "./render.js";
 
 const program = new Command();
@@ -22,6 +23,7 @@ registerLifecycleCommands(program);
 registerHostCommands(program);
 registerImageCommands(program);
 registerDaemonCommands(program);
+registerSnapshotCommands(program);
 
 // --debug works anywhere on the line (before `--`), not only before the subcommand.
 const dashDash = process.argv.indexOf("--");

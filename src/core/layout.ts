@@ -11,6 +11,7 @@
  *   state  ($CORRAL_STATE_DIR | $XDG_STATE_HOME/corral | ~/.local/state/corral)
  *     vms/<name>/                     one instance directory per VM (see InstancePaths)
  *     daemon.log, daemon.lock         the per-user daemon (see daemonPaths)
+ *     snapshots/<name>/               snapshot.json, memory.bin, frozen disk copies
  *   run    (sockets; short paths because sun_path is limited to 107 bytes)
  *     $XDG_RUNTIME_DIR/corral or /tmp/corral-<uid>, then <state-hash>/<vm-id>/
  *     <state-hash>/daemon.sock, daemon.json    the daemon's API socket and its pid
@@ -74,6 +75,23 @@ export function vmsRoot(): string {
   return join(stateRoot(), "vms");
 }
 
+export function snapshotsRoot(): string {
+  return join(stateRoot(), "snapshots");
+}
+
+/** One snapshot: everything a restore needs, independent of the VM it was taken from. */
+export function snapshotPaths(name: string) {
+  const dir = join(snapshotsRoot(), name);
+  return {
+    dir,
+    meta: join(dir, "snapshot.json"),
+    /** QEMU's migration stream: device state and guest memory. */
+    memory: join(dir, "memory.bin"),
+    /** Frozen copies of the VM's own disks (root overlay, owned data disks). */
+    disk: (file: string) => join(dir, file),
+  };
+}
+
 /** The per-user daemon (port forwards, egress proxies, switches, pools) of this state root. */
 export function daemonPaths() {
   return {
@@ -108,6 +126,8 @@ export interface InstancePaths {
   vhostUserSocket: string;
   /** QEMU's `-netdev stream` socket for switch networking (the daemon connects to it). */
   netSocket: string;
+  /** Snapshots: QEMU writes (save) or reads (restore) its state through this socket. */
+  migrationSocket: string;
   /** JSON lines: every egress decision of the VM's proxy. */
   egressLog: string;
 }
@@ -129,6 +149,7 @@ export function instancePaths(name: string, id: string): InstancePaths {
     vsockSocket: join(runDir, "vsock.sock"),
     vhostUserSocket: join(runDir, "vhost-vsock.sock"),
     netSocket: join(runDir, "net0.sock"),
+    migrationSocket: join(runDir, "migrate.sock"),
     egressLog: join(dir, "egress.log"),
   };
 }

@@ -11,10 +11,11 @@ import {
   readdirSync,
   renameSync,
   rmSync,
+  statSync,
   writeFileSync,
 } from "node:fs";
 import { copyFile } from "node:fs/promises";
-import { join, relative } from "node:path";
+import { basename, join, relative } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { DaemonClient } from "../daemon/client.js";
 import { needsDaemon } from "../daemon/vm-services.js";
@@ -38,16 +39,31 @@ import {
   ensurePrivateDir,
   type InstancePaths,
   instancePaths,
+  snapshotPaths,
+  snapshotsRoot,
   stateRoot,
   vmsRoot,
 } from "./layout.js";
 import { acquireLock, tryLock } from "./lock.js";
+import { receiveToFile, sendFile } from "./migration-stream.js";
 import { isAlive, signalProcess } from "./process.js";
 import { reconcile, releaseResources } from "./reconcile.js";
 import { ACTIVE_STATES, readRecord, type VmRecord, type VmState, writeRecord } from "./record.js";
 import { createEmptyDisk, createOverlay, probeDiskFormat } from "./root-disk.js";
 import { serialTail } from "./serial-tail.js";
 import { launchShim, readShimState, readVmmExit } from "./shim.js";
+import {
+  checkSnapshotName,
+  damaged,
+  listSnapshots,
+  readSnapshotMeta,
+  removeSnapshot,
+  SNAPSHOT_FORMAT,
+  type SnapshotMeta,
+  sha256File,
+  verifySnapshotFiles,
+  writeSnapshotMeta,
+} from "./snapshot-store.js";
 import { diskCounters, parseMeminfo, processUsage, type VmStats } from "./stats.js";
 import { allocateSwitchAddress, checkHostResources, prepareTap } from "./vm-network.js";
 
@@ -239,12 +255,17 @@ export class Manager {
     record: VmRecord,
     paths: InstancePaths,
     signal?: AbortSignal,
+    restore?: SnapshotMeta,
   ): Promise<VmInfo> {
     const accel = chooseAccelerator(record.spec.accel);
     if (record.spec.accel === "auto" && accel.accel === "tcg") {
       this.emit({ type: "notice", message: `using TCG software emulation: ${accel.reason}` });
     }
-    const vm: VmContext = { ...this.context(record, paths), accel: accel.accel };
+    const vm: VmContext = {
+      ...this.context(record, paths),
+      accel: accel.accel,
+      ...(restore === undefined ? {} : { incoming: paths.migrationSocket }),
+    };
     // Shared folders may have gone since the VM was created: say so before booting.
     for (const [i, mount] of record.spec.mounts.entries()) {
       checkMountSource(mount, `mounts[${i}] (-v)`);
@@ -299,10 +320,18 @@ export class Manager {
       });
       await this.waitForShim(paths, signal);
       await this.driver.afterLaunch(vm, signal);
+      if (restore !== undefined) await this.loadSnapshot(vm, restore, signal);
       state = { ...state, state: "running" };
       this.save(state, paths);
-      await this.waitForAgent(state, paths, readyNotice.line, signal);
+      // A restored agent never restarted, so it sends no notice: it is pinged at once.
+      await this.waitForAgent(
+        state,
+        paths,
+        restore === undefined ? readyNotice.line : Promise.resolve(""),
+        signal,
+      );
       readyNotice.close();
+      if (restore !== undefined) await agentFor(paths).setTime();
       writeFileSync(paths.readyFile, "");
       state = { ...state, state: "ready", readyAt: new Date().toISOString() };
       this.save(state, paths);
@@ -344,6 +373,289 @@ export class Manager {
         cause: err,
       });
     }
+  }
+
+  /**
+   * Feeds a snapshot's state to the VMM started with `incoming`, hashing it on the way, then
+   * runs the vCPUs and plugs a fresh guest channel (the shim's sidecar is already up).
+   */
+  private async loadSnapshot(vm: VmContext, meta: SnapshotMeta, signal?: AbortSignal) {
+    const driver = this.driver;
+    if (driver.awaitIncoming === undefined || driver.plugGuestChannel === undefined) {
+      throw unsupported(driver.capabilities.backend, "snapshots");
+    }
+    const sent = await sendFile(vm.paths.migrationSocket, snapshotPaths(meta.name).memory, {
+      signal,
+    });
+    await driver.awaitIncoming(vm, signal);
+    if (sent.sha256 !== meta.memory.sha256 || sent.size !== meta.memory.size) {
+      throw damaged(meta.name, "memory.bin does not match its SHA-256 (altered or corrupt)");
+    }
+    await driver.resume?.(vm);
+    await driver.plugGuestChannel(vm);
+  }
+
+  /**
+   * Saves a ready (or paused) VM's memory, devices and disks as snapshot `snapshot`; the VM
+   * goes on running afterwards (paused ones stay paused). Its guest channel is unplugged
+   * around the save and plugged in fresh (vhost-user-vsock cannot migrate): agent
+   * connections open at that moment are cut.
+   */
+  async snapshot(name: string, snapshot: string): Promise<SnapshotMeta> {
+    checkSnapshotName(snapshot);
+    const target = snapshotPaths(snapshot);
+    if (existsSync(target.dir)) {
+      throw new CorralError("SNAPSHOT", `a snapshot named "${snapshot}" already exists`, {
+        hint: `choose another name, or remove it with "corral snapshot rm ${snapshot}"`,
+      });
+    }
+    const driver = this.driver;
+    if (
+      driver.saveState === undefined ||
+      driver.unplugGuestChannel === undefined ||
+      driver.pause === undefined ||
+      driver.resume === undefined
+    ) {
+      throw unsupported(driver.capabilities.backend, "snapshots");
+    }
+    const { paths } = this.load(name);
+    const release = await acquireLock(paths.lock, `VM "${name}"`);
+    try {
+      const record = reconcile(readRecord(paths.config, name), paths);
+      if (record.state !== "ready" && record.state !== "paused") {
+        throw new CorralError("VM_STATE", `VM "${name}" is ${record.state}`, {
+          hint: `only a running VM can be snapshotted: "corral start ${name}"`,
+        });
+      }
+      checkSnapshottable(record);
+      const vm = this.context(record, paths);
+      const vmmVersion = (await driver.version?.()) ?? "unknown";
+      mkdirSync(snapshotsRoot(), { recursive: true, mode: 0o700 });
+      const tmp = join(snapshotsRoot(), `.tmp-${snapshot}-${randomBytes(4).toString("hex")}`);
+      mkdirSync(tmp, { mode: 0o700 });
+      const wasPaused = record.state === "paused";
+      let unplugged = false;
+      let pausedAt = 0;
+      try {
+        if (wasPaused) await driver.resume(vm);
+        await driver.unplugGuestChannel(vm);
+        unplugged = true;
+        await driver.pause(vm);
+        pausedAt = Date.now();
+        // Paused, and QEMU flushed the disks when it stopped: the copies are consistent
+        // with the memory state saved next.
+        const rootDisk =
+          record.rootDisk === undefined
+            ? undefined
+            : await frozenCopy(record.rootDisk.overlay, join(tmp, "root.qcow2"));
+        const disks: SnapshotMeta["disks"] = [];
+        for (const [i, disk] of record.disks.entries()) {
+          disks.push(
+            disk.owned
+              ? { owned: true, ...(await frozenCopy(disk.path, join(tmp, `disk${i}.qcow2`))) }
+              : { owned: false, path: disk.path, format: disk.format },
+          );
+        }
+        const sink = await receiveToFile(paths.migrationSocket, join(tmp, "memory.bin"));
+        let memory: { sha256: string; size: number };
+        try {
+          await driver.saveState(vm, paths.migrationSocket);
+          memory = await sink.done;
+        } finally {
+          sink.close();
+        }
+        const meta: SnapshotMeta = {
+          format: SNAPSHOT_FORMAT,
+          name: snapshot,
+          createdAt: new Date().toISOString(),
+          source: { name: record.name, id: record.id },
+          vmmVersion,
+          record,
+          memory: { file: "memory.bin", ...memory },
+          ...(rootDisk === undefined ? {} : { rootDisk }),
+          disks,
+          pausedMs: Date.now() - pausedAt,
+        };
+        writeSnapshotMeta(tmp, meta);
+        renameSync(tmp, target.dir);
+        return meta;
+      } catch (err) {
+        rmSync(tmp, { recursive: true, force: true });
+        throw err;
+      } finally {
+        if (unplugged) await this.reattachGuestChannel(record, paths, wasPaused);
+      }
+    } finally {
+      release();
+    }
+  }
+
+  /**
+   * After a save: a fresh sidecar (the old one cannot serve a second device), the vCPUs
+   * running again, a new guest channel, the clock set. A VM that cannot get its channel
+   * back is of no use: it is killed and recorded as failed, with the reason.
+   */
+  private async reattachGuestChannel(record: VmRecord, paths: InstancePaths, keepPaused: boolean) {
+    const vm = this.context(record, paths);
+    try {
+      const before = readShimState(paths);
+      if (before === undefined) throw new CorralError("VM_FAILED", "the VM's shim is gone");
+      signalProcess(before.shimPid, "SIGUSR1");
+      const deadline = Date.now() + 10_000;
+      for (;;) {
+        const now = readShimState(paths);
+        if (
+          now?.sidecarPid !== null &&
+          now?.sidecarPid !== before.sidecarPid &&
+          existsSync(paths.vhostUserSocket)
+        ) {
+          break;
+        }
+        if (readVmmExit(paths) !== undefined) throw new CorralError("VM_FAILED", "the VMM exited");
+        if (Date.now() > deadline) {
+          throw new CorralError("VM_FAILED", "the vsock sidecar was not replaced within 10 s");
+        }
+        await sleep(5);
+      }
+      await this.driver.resume?.(vm);
+      await this.driver.plugGuestChannel?.(vm);
+      await this.waitForAgent(record, paths, Promise.resolve(""));
+      await agentFor(paths).setTime();
+      if (keepPaused) await this.driver.pause?.(vm);
+    } catch (err) {
+      const reason = `lost its guest channel after a snapshot: ${String(err)}`;
+      this.emit({ type: "notice", message: `VM "${record.name}" ${reason}; it was killed` });
+      await this.finishStop({ ...record, state: "stopping", reason }, paths, true);
+      this.save({ ...readRecord(paths.config, record.name), state: "failed", reason }, paths);
+    }
+  }
+
+  /**
+   * Starts a new VM from a snapshot: its own disk overlays over the snapshot's frozen disks,
+   * its own sockets, sidecar and MAC; the guest's RNG reseeds itself (vmgenid changes on every
+   * start) and its clock is set. The snapshot is checked first: a damaged or incompatible one
+   * leaves no VM behind. Port forwards are not carried over (they would collide with the
+   * source's).
+   */
+  async restore(
+    snapshot: string,
+    options: { name?: string; signal?: AbortSignal } = {},
+  ): Promise<VmInfo> {
+    const meta = readSnapshotMeta(snapshot);
+    await verifySnapshotFiles(meta, { full: false });
+    const vmmVersion = (await this.driver.version?.()) ?? "unknown";
+    if (vmmVersion !== meta.vmmVersion) {
+      throw new CorralError(
+        "SNAPSHOT",
+        `snapshot "${snapshot}" was taken with ${meta.vmmVersion}; this host runs ${vmmVersion}`,
+        {
+          hint: "QEMU's migration format is tied to its version: restore it on a host with the same QEMU, or boot a fresh VM and take a new snapshot",
+        },
+      );
+    }
+    if (!existsSync(meta.record.image.kernel) || !existsSync(meta.record.image.initrd)) {
+      throw new CorralError(
+        "SNAPSHOT",
+        `the guest image snapshot "${snapshot}" was taken with (${meta.record.image.version}) is no longer cached`,
+        {
+          hint: 'the kernel must be the one the memory was saved with; take a new snapshot after "corral setup"',
+        },
+      );
+    }
+    const spec = parseSpec({
+      ...meta.record.spec,
+      name: options.name ?? generateName(),
+      ports: [],
+    });
+    const { id, paths } = claimInstanceDir(
+      spec.name,
+      `choose another --name, or remove it with "corral rm -f ${spec.name}"`,
+    );
+    const files = snapshotPaths(snapshot);
+    try {
+      const record: VmRecord = {
+        ...meta.record,
+        id,
+        name: spec.name,
+        spec,
+        state: "stopped",
+        reason: `restored from snapshot ${snapshot}`,
+        desired: "stopped",
+        createdAt: new Date().toISOString(),
+        startedAt: undefined,
+        readyAt: undefined,
+        stoppedAt: undefined,
+        accel: undefined,
+        disks: [],
+      };
+      if (meta.rootDisk !== undefined && meta.record.rootDisk !== undefined) {
+        const overlay = join(paths.dir, "root.qcow2");
+        await createOverlay(files.disk(meta.rootDisk.file), overlay, undefined, "qcow2");
+        record.rootDisk = { ...meta.record.rootDisk, overlay };
+      }
+      for (const [i, disk] of meta.disks.entries()) {
+        if (!disk.owned) {
+          record.disks.push({ path: disk.path, format: disk.format, readOnly: true, owned: false });
+          continue;
+        }
+        const overlay = join(paths.dir, `disk${i}.qcow2`);
+        await createOverlay(files.disk(disk.file), overlay, undefined, "qcow2");
+        record.disks.push({ path: overlay, format: "qcow2", readOnly: false, owned: true });
+      }
+      writeRecord(paths.config, record);
+    } catch (err) {
+      rmSync(paths.dir, { recursive: true, force: true });
+      throw err;
+    }
+    const release = await acquireLock(paths.lock, `VM "${spec.name}"`);
+    try {
+      return await this.boot(readRecord(paths.config, spec.name), paths, options.signal, meta);
+    } catch (err) {
+      release();
+      // restore created this VM: one that never became ready is of no use to keep.
+      await this.remove(spec.name, { force: true }).catch(() => {});
+      throw err;
+    } finally {
+      if (existsSync(paths.lock)) release();
+    }
+  }
+
+  listSnapshots(): SnapshotMeta[] {
+    return listSnapshots();
+  }
+
+  removeSnapshot(name: string): void {
+    removeSnapshot(name);
+  }
+
+  /** Checks every file of a snapshot against its recorded size and SHA-256. */
+  async verifySnapshot(name: string): Promise<SnapshotMeta> {
+    const meta = readSnapshotMeta(name);
+    await verifySnapshotFiles(meta, { full: true });
+    return meta;
+  }
+
+  /** Memory balloon: the guest gives memory back to the host down to `bytes`. */
+  async setMemoryTarget(
+    name: string,
+    bytes: number,
+  ): Promise<{ targetBytes: number; actualBytes: number }> {
+    const driver = this.driver;
+    if (driver.setMemoryTarget === undefined || driver.memoryTarget === undefined) {
+      throw unsupported(driver.capabilities.backend, "a memory balloon");
+    }
+    const { record, paths } = this.readyVm(name);
+    const max = record.spec.memory * 1024 * 1024;
+    if (!Number.isSafeInteger(bytes) || bytes < 64 * 1024 * 1024 || bytes > max) {
+      throw new CorralError(
+        "INVALID_ARGUMENT",
+        `--memory-target: must be between 64M and the VM's ${record.spec.memory}M`,
+        { hint: `e.g. --memory-target ${Math.max(64, Math.floor(record.spec.memory / 2))}M` },
+      );
+    }
+    const vm = this.context(record, paths);
+    await driver.setMemoryTarget(vm, bytes);
+    return { targetBytes: bytes, actualBytes: await driver.memoryTarget(vm) };
   }
 
   private async waitForShim(paths: InstancePaths, signal?: AbortSignal): Promise<void> {
@@ -783,6 +1095,43 @@ function claimInstanceDir(name: string, hint: string): { id: string; paths: Inst
     throw err;
   }
   return { id, paths };
+}
+
+/** Copies a disk while the VM is frozen (reflinked where the filesystem can). */
+async function frozenCopy(
+  from: string,
+  to: string,
+): Promise<{ file: string; sha256: string; size: number }> {
+  await copyFile(from, to, fsConstants.COPYFILE_FICLONE);
+  return { file: basename(to), sha256: await sha256File(to), size: statSync(to).size };
+}
+
+/** What a snapshot cannot carry (yet), refused with the reason rather than saved broken. */
+function checkSnapshottable(record: VmRecord): void {
+  const refuse = (what: string, hint: string) => {
+    throw new CorralError("UNSUPPORTED", `VM "${record.name}" cannot be snapshotted: ${what}`, {
+      hint,
+    });
+  };
+  if (record.spec.machine === "microvm") {
+    refuse("microvm has no hotplug for the guest channel", "use the default q35 machine");
+  }
+  if (record.spec.mounts.length > 0) {
+    refuse("QEMU cannot migrate mounted 9p shared folders", "snapshot a VM without -v shares");
+  }
+  if (record.spec.network.startsWith("switch:") || record.spec.network.startsWith("tap:")) {
+    refuse(
+      "restores would share its MAC and address on the segment",
+      "use --network none or nat for VMs you snapshot",
+    );
+  }
+  const shared = record.disks.find((d) => !d.owned && !d.readOnly);
+  if (shared !== undefined) {
+    refuse(
+      `${shared.path} is attached read-write and is not corral's to copy`,
+      "attach it read-only (--disk PATH:ro), or use a disk corral created (--disk 10G)",
+    );
+  }
 }
 
 /** The daemon stops serving the VM (best effort: its watcher notices a gone VM anyway). */

@@ -26,7 +26,7 @@ export const ACTIVE_STATES: readonly VmState[] = [
   "stopping",
 ];
 
-const recordSchema = z.object({
+export const recordSchema = z.object({
   version: z.literal(1),
   id: z.string().regex(/^[0-9a-f]{12}$/),
   name: z.string(),

@@ -15,6 +15,7 @@ export async function createOverlay(
   base: string,
   overlay: string,
   sizeMiB?: number,
+  baseFormat: "raw" | "qcow2" = "raw",
 ): Promise<void> {
   const qemuImg = requireTool("qemu-img");
   if (sizeMiB !== undefined) {
@@ -29,9 +30,13 @@ export async function createOverlay(
   }
   const size = sizeMiB === undefined ? [] : [`${sizeMiB}M`];
   try {
-    await run(qemuImg, ["create", "-q", "-f", "qcow2", "-F", "raw", "-b", base, overlay, ...size], {
-      timeout: 30_000,
-    });
+    await run(
+      qemuImg,
+      ["create", "-q", "-f", "qcow2", "-F", baseFormat, "-b", base, overlay, ...size],
+      {
+        timeout: 30_000,
+      },
+    );
   } catch (err) {
     const stderr = (err as { stderr?: string }).stderr?.trim();
     throw new CorralError("IMAGE_BUILD", `cannot create the root disk overlay ${overlay}`, {

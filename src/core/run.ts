@@ -14,6 +14,8 @@ import type { Manager, VmInfo } from "./manager.js";
 
 export interface RunOptions {
   spec: Partial<VmSpecInput>;
+  /** Restore this snapshot instead of creating and booting a VM (spec: only `name`). */
+  fromSnapshot?: string;
   /** The command; empty runs the image's Entrypoint + Cmd. */
   argv: string[];
   /** How to pull `spec.image` when it is an OCI image not pulled yet. */
@@ -46,17 +48,25 @@ export async function runInVm(manager: Manager, options: RunOptions): Promise<Ru
     await pullImage(image, options.pull ?? {});
   }
   options.signal?.throwIfAborted();
-  const vm = await manager.create(options.spec);
-  const name = vm.name;
   let ready: VmInfo;
-  try {
-    ready = await manager.start(name, { signal: options.signal });
-  } catch (err) {
-    // run created this VM; one that never became ready is of no use to keep (the error
-    // carries the serial console's tail).
-    await manager.remove(name, { force: true }).catch(() => {});
-    throw err;
+  if (options.fromSnapshot !== undefined) {
+    // restore removes a VM that did not become ready itself.
+    ready = await manager.restore(options.fromSnapshot, {
+      name: options.spec.name,
+      signal: options.signal,
+    });
+  } else {
+    const vm = await manager.create(options.spec);
+    try {
+      ready = await manager.start(vm.name, { signal: options.signal });
+    } catch (err) {
+      // run created this VM; one that never became ready is of no use to keep (the error
+      // carries the serial console's tail).
+      await manager.remove(vm.name, { force: true }).catch(() => {});
+      throw err;
+    }
   }
+  const name = ready.name;
   try {
     options.onReady?.(ready);
     const argv = await manager.commandFor(name, options.argv);

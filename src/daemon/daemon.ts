@@ -34,6 +34,8 @@ export interface DaemonOptions {
     paths: ReturnType<typeof instancePaths>,
   ) => Promise<VmServiceParts>;
   log?: (message: string, fields?: Record<string, unknown>) => void;
+  /** What `GET /v1/switches` reports. */
+  switches?: () => unknown[];
 }
 
 export class Daemon {
@@ -45,6 +47,7 @@ export class Daemon {
   private watcher: NodeJS.Timeout | undefined;
   private idleSince = Date.now();
   private closing: Promise<void> | undefined;
+  private readonly closers: (() => void)[] = [];
 
   constructor(private readonly options: DaemonOptions = {}) {}
 
@@ -178,6 +181,7 @@ export class Daemon {
       stateDir: stateRoot(),
     }));
     app.get("/v1/vms", async () => [...this.vms.values()].map((s) => s.status()));
+    app.get("/v1/switches", async () => this.options.switches?.() ?? []);
     app.get("/v1/vms/:name/services", async (req) => {
       const services = this.vms.get(vmName(req.params));
       if (services === undefined) {
@@ -197,6 +201,10 @@ export class Daemon {
     });
   }
 
+  onClose(closer: () => void): void {
+    this.closers.push(closer);
+  }
+
   address(): string | AddressInfo | null {
     return this.app?.server.address() ?? null;
   }
@@ -206,6 +214,7 @@ export class Daemon {
       if (this.watcher !== undefined) clearInterval(this.watcher);
       await Promise.all([...this.vms.values()].map((s) => s.close().catch(() => {})));
       this.vms.clear();
+      for (const closer of this.closers) closer();
       await this.app?.close().catch(() => {});
       const paths = daemonPaths();
       rmSync(paths.socket, { force: true });

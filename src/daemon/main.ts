@@ -6,7 +6,7 @@ import { appendFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { daemonPaths } from "../core/layout.js";
 import { Daemon } from "./daemon.js";
-import { startVmParts } from "./parts.js";
+import { startVmParts, switches } from "./parts.js";
 
 const DEFAULT_IDLE_MS = 60_000;
 
@@ -20,13 +20,15 @@ export async function runDaemon(options: { idleMs?: number; foreground?: boolean
   const daemon = new Daemon({
     idleMs:
       options.idleMs ?? (Number.isFinite(idleEnv) && idleEnv >= 0 ? idleEnv : DEFAULT_IDLE_MS),
-    startParts: startVmParts,
+    startParts: (record, paths) => startVmParts(record, paths, log),
+    switches: () => switches.list(),
     log,
   });
   const stop = () => void daemon.close().then(() => process.exit(0));
   process.on("SIGTERM", stop);
   process.on("SIGINT", stop);
   process.on("uncaughtException", (err) => log("uncaught exception", { error: String(err.stack) }));
+  daemon.onClose(() => switches.close());
   await daemon.listen();
   log("listening", { socket: daemonPaths().socket });
   return daemon;

@@ -9,18 +9,37 @@ import type { VmRecord } from "../core/record.js";
 import { EgressPolicy } from "../net/egress/policy.js";
 import { type EgressLogEntry, EgressProxy } from "../net/egress/proxy.js";
 import { parseAllowRules } from "../net/egress/rules.js";
+import { SwitchRegistry } from "../net/switch/registry.js";
+import { parseNetworkMode } from "../spec/network.js";
 import type { VmServiceParts } from "./vm-services.js";
 
 export const EGRESS_VSOCK_PORT = 1026;
 /** The egress log rotates once past this size (one older file is kept). */
 const MAX_EGRESS_LOG_BYTES = 16 * 1024 * 1024;
 
+/** Every switch of this daemon: VMs on one name share one segment. */
+export const switches = new SwitchRegistry();
+
 export async function startVmParts(
   record: VmRecord,
   paths: InstancePaths,
+  log: (message: string, fields?: Record<string, unknown>) => void = () => {},
 ): Promise<VmServiceParts> {
   const parts: VmServiceParts = {};
   if (record.spec.allowHosts.length > 0) parts.egress = await startEgress(record, paths);
+  const mode = parseNetworkMode(record.spec.network);
+  if (mode.kind === "switch") {
+    // QEMU creates its socket only once it runs, after this attach: connect in the
+    // background (the registry redials after drops, e.g. after a daemon restart).
+    const port = record.id;
+    switches.connect(mode.name, port, paths.netSocket, { timeoutMs: 120_000 }).catch((err) => {
+      log("switch port did not connect", { vm: record.name, error: String(err) });
+    });
+    parts.switchPort = {
+      name: mode.name,
+      close: async () => switches.disconnect(port),
+    };
+  }
   return parts;
 }
 

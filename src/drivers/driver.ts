@@ -48,6 +48,8 @@ export interface VmContext {
   guestIp?: string;
   /** The NIC's MAC (used when spec.network is not "none"). */
   mac: string;
+  /** Restoring a snapshot: QEMU takes its state from this unix socket (`-incoming`). */
+  incoming?: string;
   /** Data disks, in order (the guest sees them after the root disk). */
   disks: readonly { path: string; format: "qcow2" | "raw"; readOnly: boolean }[];
 }
@@ -78,6 +80,22 @@ export interface Driver {
   resume?(vm: VmContext): Promise<void>;
   /** Per-disk I/O counters, in the shape of QMP's query-blockstats entries. */
   blockStats?(vm: VmContext): Promise<BlockStats[]>;
+
+  // Snapshots (capabilities.snapshots). The guest channel cannot be migrated on every
+  // backend (QEMU's vhost-user-vsock), so it is unplugged around a save and plugged in fresh.
+  /** Removes the guest channel device; resolves once the guest let go of it. */
+  unplugGuestChannel?(vm: VmContext): Promise<void>;
+  /** Plugs a guest channel device served by the (new) sidecar. */
+  plugGuestChannel?(vm: VmContext): Promise<void>;
+  /** Streams the paused VM's device and memory state to a unix socket the caller listens on. */
+  saveState?(vm: VmContext, socketPath: string): Promise<void>;
+  /** Restoring: resolves once the state fed to `vm.incoming` is loaded (vCPUs still paused). */
+  awaitIncoming?(vm: VmContext, signal?: AbortSignal): Promise<void>;
+  /** The VMM's version, recorded in snapshots (a different version may not load them). */
+  version?(): Promise<string>;
+  /** Memory balloon (capabilities.balloon): the guest's target size, and what it reached. */
+  setMemoryTarget?(vm: VmContext, bytes: number): Promise<void>;
+  memoryTarget?(vm: VmContext): Promise<number>;
 }
 
 export interface BlockStats {

@@ -50,6 +50,7 @@ export const GUEST_MODULES = [
   "virtio_net",
   "virtio_console",
   "virtio_rng",
+  "virtio_balloon",
   "9p",
   "9pnet_virtio",
   "button",

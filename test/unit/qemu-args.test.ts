@@ -44,15 +44,35 @@ describe("qemuArgs", () => {
     ]);
     assert.deepEqual(valueAfter(argv, "-smp"), ["2"]);
     assert.deepEqual(valueAfter(argv, "-cpu"), ["max"]);
-    assert.ok(valueAfter(argv, "-device").some((d) => d === "vhost-user-vsock-pci,chardev=vsock0"));
-    assert.match(valueAfter(argv, "-append")[0] ?? "", /^console=ttyS0 corral.hostname=box$/);
+    const devices = valueAfter(argv, "-device");
+    // Behind a hotplug root port, so a snapshot can unplug it (vhost-user-vsock cannot migrate).
+    assert.ok(devices.includes("pcie-root-port,id=rp1,slot=1,chassis=1"));
+    assert.ok(devices.includes("vhost-user-vsock-pci,chardev=vsock0,id=vsock,bus=rp1"));
+    assert.ok(devices.includes("vmgenid,id=vmgenid0,guid=auto"));
+    assert.ok(devices.includes("virtio-balloon-pci,id=balloon0,deflate-on-oom=on"));
+    assert.match(
+      valueAfter(argv, "-append")[0] ?? "",
+      /^console=ttyS0 corral.hostname=box corral.modules=virtio_balloon$/,
+    );
+    assert.deepEqual(valueAfter(argv, "-incoming"), []);
+  });
+  it("restores without the vsock device, from an incoming migration socket", () => {
+    const argv = qemuArgs("qemu", { ...context(), incoming: "/run/x/incoming.sock" });
+    assert.deepEqual(valueAfter(argv, "-incoming"), ["unix:/run/x/incoming.sock"]);
+    const devices = valueAfter(argv, "-device");
+    assert.ok(devices.includes("pcie-root-port,id=rp1,slot=1,chassis=1"));
+    assert.ok(!devices.some((d) => d.startsWith("vhost-user-vsock")));
+    assert.deepEqual(
+      valueAfter(argv, "-chardev").filter((c) => c.includes("vsock")),
+      [],
+    );
     assert.ok(argv.includes("-no-reboot"));
   });
   it("passes extra kernel parameters as separate words, never through a shell", () => {
     const argv = qemuArgs("qemu", context({ cmdline: ["loglevel=7", "foo=$(reboot)"] }));
     assert.equal(
       valueAfter(argv, "-append")[0],
-      "console=ttyS0 corral.hostname=box loglevel=7 foo=$(reboot)",
+      "console=ttyS0 corral.hostname=box corral.modules=virtio_balloon loglevel=7 foo=$(reboot)",
     );
   });
   it("asks the guest for the modules and root disk the VM needs", () => {
@@ -63,7 +83,7 @@ describe("qemuArgs", () => {
     const argv = qemuArgs("qemu", vm);
     assert.match(
       valueAfter(argv, "-append")[0] ?? "",
-      / corral.modules=virtio_blk,crc32c_generic,ext4 corral.root=\/dev\/vda$/,
+      / corral.modules=virtio_balloon,virtio_blk,crc32c_generic,ext4 corral.root=\/dev\/vda$/,
     );
     assert.ok(
       valueAfter(argv, "-drive")[0]?.startsWith(
@@ -74,7 +94,7 @@ describe("qemuArgs", () => {
     assert.ok(valueAfter(argv, "-device").includes("virtio-blk-pci,drive=root"));
     assert.doesNotMatch(
       valueAfter(qemuArgs("qemu", context()), "-append")[0] ?? "",
-      /corral\.(modules|root)/,
+      /corral\.root|virtio_blk/,
     );
   });
   it("adds no NIC by default and a user-mode NIC with DHCP for nat", () => {
@@ -85,11 +105,14 @@ describe("qemuArgs", () => {
     assert.ok(
       valueAfter(nat, "-device").includes("virtio-net-pci,netdev=net0,mac=02:11:22:33:44:55"),
     );
-    assert.match(valueAfter(nat, "-append")[0] ?? "", /corral.modules=virtio_net corral.net=dhcp/);
+    assert.match(
+      valueAfter(nat, "-append")[0] ?? "",
+      /corral.modules=virtio_balloon,virtio_net corral.net=dhcp/,
+    );
   });
   it("uses the mmio vsock device on microvm", () => {
     const argv = qemuArgs("qemu", context({ machine: "microvm" }));
-    assert.match(valueAfter(argv, "-append")[0] ?? "", /corral.modules=virtio_mmio/);
+    assert.match(valueAfter(argv, "-append")[0] ?? "", /corral.modules=virtio_mmio,virtio_balloon/);
     assert.ok(valueAfter(argv, "-device").some((d) => d.startsWith("vhost-user-vsock-device,")));
   });
   it("points the sidecar at the same sockets", () => {

@@ -123,6 +123,7 @@ export function registerRunCommands(program: Command): void {
       )
       .option("--creds <user:pass>", "registry credentials for the pull")
       .option("--platform <os/arch>", "platform to pull, e.g. linux/arm64")
+      .option("--from <snapshot>", "start from a snapshot instead of booting (the fast path)")
       .option("-i, --interactive", "pass stdin to the command")
       .option("-w, --workdir <dir>", "working directory in the guest")
       .option("-u, --user <user>", "user (name or uid[:gid]) in the guest")
@@ -131,14 +132,32 @@ export function registerRunCommands(program: Command): void {
     async (
       argv: string[],
       flags: VmFlags &
-        PullFlags & { rm?: boolean; interactive?: boolean; workdir?: string; user?: string },
+        PullFlags & {
+          rm?: boolean;
+          interactive?: boolean;
+          workdir?: string;
+          user?: string;
+          from?: string;
+        },
     ) => {
       const debug = program.opts().debug === true;
       const { image, command } = splitImageAndCommand(argv);
+      const spec = { ...specFromFlags(flags), ...(image === undefined ? {} : { image }) };
+      if (flags.from !== undefined) {
+        const extra = Object.keys(spec).filter((key) => key !== "name");
+        if (extra.length > 0) {
+          throw new CorralError(
+            "INVALID_ARGUMENT",
+            `--from: a restored VM is the snapshot's VM; ${extra.join(", ")} cannot change`,
+            { hint: "drop those flags, or boot a new VM without --from" },
+          );
+        }
+      }
       const interrupt = abortOnInterrupt();
       try {
         const result = await runInVm(notices(debug), {
-          spec: { ...specFromFlags(flags), ...(image === undefined ? {} : { image }) },
+          spec,
+          ...(flags.from === undefined ? {} : { fromSnapshot: flags.from }),
           argv: command,
           pull: pullOptionsFromFlags(flags),
           cwd: flags.workdir,

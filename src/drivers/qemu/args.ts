@@ -62,17 +62,44 @@ export function qemuArgs(qemuPath: string, vm: VmContext): string[] {
     `file,id=serial0,path=${opt(paths.serialLog)}`,
     "-serial",
     "chardev:serial0",
-    "-chardev",
-    `socket,id=vsock0,path=${opt(paths.vhostUserSocket)}`,
+    ...vsockArgs(vm, microvm),
+    // A new guid on every start: a guest restored from a snapshot sees it change and reseeds
+    // its RNG (Linux's vmgenid driver), so clones of one snapshot never share random state.
+    ...(microvm ? [] : ["-device", "vmgenid,id=vmgenid0,guid=auto"]),
     "-device",
-    // The guest CID is the sidecar's to set (--guest-cid): vhost-user devices take none.
-    `${microvm ? "vhost-user-vsock-device" : "vhost-user-vsock-pci"},chardev=vsock0`,
-    ...(microvm ? ["-global", "virtio-mmio.force-legacy=false"] : []),
+    `${microvm ? "virtio-balloon-device" : "virtio-balloon-pci"},id=balloon0,deflate-on-oom=on`,
     ...diskArgs(vm, microvm),
     ...networkArgs(vm, microvm),
     ...mountArgs(vm, microvm),
     "-qmp",
     `unix:${opt(paths.qmpSocket)},server=on,wait=off`,
+    // -S: the loaded state stays paused until corral checked the stream and plugs the channel.
+    ...(vm.incoming === undefined ? [] : ["-S", "-incoming", `unix:${vm.incoming}`]),
+  ];
+}
+
+/**
+ * The guest channel. On q35 the device sits behind a hotplug-capable root port: a snapshot
+ * unplugs it (vhost-user-vsock cannot migrate) and plugs a fresh one in afterwards. A VM
+ * restored from a snapshot starts without it; the plug happens once the state is loaded.
+ */
+export const VSOCK_DEVICE_ID = "vsock";
+export const VSOCK_CHARDEV_ID = "vsock0";
+export const VSOCK_ROOT_PORT = "rp1";
+
+function vsockArgs(vm: VmContext, microvm: boolean): string[] {
+  const port = microvm ? [] : ["-device", `pcie-root-port,id=${VSOCK_ROOT_PORT},slot=1,chassis=1`];
+  if (vm.incoming !== undefined) return port;
+  return [
+    ...port,
+    "-chardev",
+    `socket,id=${VSOCK_CHARDEV_ID},path=${opt(vm.paths.vhostUserSocket)}`,
+    "-device",
+    // The guest CID is the sidecar's to set (--guest-cid): vhost-user devices take none.
+    microvm
+      ? `vhost-user-vsock-device,chardev=${VSOCK_CHARDEV_ID},id=${VSOCK_DEVICE_ID}`
+      : `vhost-user-vsock-pci,chardev=${VSOCK_CHARDEV_ID},id=${VSOCK_DEVICE_ID},bus=${VSOCK_ROOT_PORT}`,
+    ...(microvm ? ["-global", "virtio-mmio.force-legacy=false"] : []),
   ];
 }
 
@@ -81,13 +108,15 @@ function moduleArgs(vm: VmContext, microvm: boolean): string[] {
   const rootDisk = vm.rootDisk !== undefined;
   const modules = [
     ...(microvm ? ["virtio_mmio"] : []),
+    // `corral set --memory-target` needs the guest's balloon driver.
+    "virtio_balloon",
     ...(vm.spec.network !== "none" ? ["virtio_net"] : []),
     ...(vm.disks.length > 0 && !rootDisk ? ["virtio_blk"] : []),
     // ext4 needs crc32c, a soft dependency that modprobe with modules.dep does not follow.
     ...(rootDisk ? ["virtio_blk", "crc32c_generic", "ext4"] : []),
     ...(vm.spec.mounts.length > 0 ? ["9pnet_virtio", "9p"] : []),
   ];
-  return modules.length === 0 ? [] : [`corral.modules=${modules.join(",")}`];
+  return [`corral.modules=${modules.join(",")}`];
 }
 
 /** How the guest's init configures eth0: DHCP, a static address, or just the link. */

@@ -1,0 +1,115 @@
+import type { Command } from "commander";
+import { Manager } from "../../core/manager.js";
+import type { SnapshotMeta } from "../../core/snapshot-store.js";
+import { formatSize, parseSize } from "../../spec/size.js";
+import { age, printJson, printTable } from "../render.js";
+
+function summary(meta: SnapshotMeta) {
+  return {
+    name: meta.name,
+    source: meta.source.name,
+    createdAt: meta.createdAt,
+    memoryBytes: meta.memory.size,
+    diskBytes:
+      (meta.rootDisk?.size ?? 0) + meta.disks.reduce((n, d) => n + (d.owned ? d.size : 0), 0),
+    pausedMs: meta.pausedMs,
+    image: meta.record.spec.image,
+    vmm: meta.vmmVersion,
+  };
+}
+
+export function registerSnapshotCommands(program: Command): void {
+  const manager = () => new Manager();
+  const snapshot = program
+    .command("snapshot")
+    .description("save running VMs (memory, devices, disks) and list or remove the snapshots");
+  snapshot
+    .command("create")
+    .description("snapshot a running VM; it keeps running (connections to its agent are cut)")
+    .argument("<vm>", "VM name")
+    .argument("<snapshot>", "snapshot name")
+    .option("--json", "print the snapshot as JSON")
+    .action(async (vm: string, name: string, flags: { json?: boolean }) => {
+      const meta = await manager().snapshot(vm, name);
+      if (flags.json) return printJson(summary(meta));
+      process.stdout.write(
+        `${meta.name}: ${formatSize(meta.memory.size)} of state, VM paused ${meta.pausedMs} ms\n`,
+      );
+    });
+  snapshot
+    .command("ls")
+    .description("list snapshots")
+    .option("--json", "print JSON")
+    .action((flags: { json?: boolean }) => {
+      const list = manager().listSnapshots().map(summary);
+      if (flags.json) return printJson(list);
+      printTable(
+        ["NAME", "FROM", "CREATED", "MEMORY", "DISKS", "IMAGE"],
+        list.map((s) => [
+          s.name,
+          s.source,
+          age(s.createdAt),
+          formatSize(s.memoryBytes),
+          formatSize(s.diskBytes),
+          s.image,
+        ]),
+      );
+    });
+  snapshot
+    .command("rm")
+    .description("remove snapshots (VMs restored from them keep running)")
+    .argument("<snapshot...>", "snapshot names")
+    .action((names: string[]) => {
+      for (const name of names) {
+        manager().removeSnapshot(name);
+        process.stdout.write(`${name}\n`);
+      }
+    });
+  snapshot
+    .command("verify")
+    .description("check every file of a snapshot against its SHA-256")
+    .argument("<snapshot>", "snapshot name")
+    .action(async (name: string) => {
+      await manager().verifySnapshot(name);
+      process.stdout.write(`${name}: ok\n`);
+    });
+
+  program
+    .command("restore")
+    .description("start a new VM from a snapshot")
+    .argument("<snapshot>", "snapshot name")
+    .option("--name <name>", "name of the new VM (default: generated)")
+    .option("--json", "print the VM as JSON")
+    .action(async (name: string, flags: { name?: string; json?: boolean }) => {
+      const controller = new AbortController();
+      const onInt = () => controller.abort();
+      process.on("SIGINT", onInt);
+      try {
+        const vm = await manager().restore(name, { name: flags.name, signal: controller.signal });
+        if (flags.json) return printJson({ name: vm.name, id: vm.id, state: vm.state });
+        process.stdout.write(`${vm.name}\n`);
+      } finally {
+        process.off("SIGINT", onInt);
+      }
+    });
+
+  program
+    .command("set")
+    .description("change a running VM's resources")
+    .argument("<vm>", "VM name")
+    .requiredOption(
+      "--memory-target <size>",
+      "balloon the guest down to this much memory, e.g. 256M",
+    )
+    .option("--json", "print JSON")
+    .action(async (vm: string, flags: { memoryTarget: string; json?: boolean }) => {
+      const result = await manager().setMemoryTarget(
+        vm,
+        parseSize(flags.memoryTarget, "--memory-target"),
+      );
+      if (flags.json) return printJson(result);
+      process.stdout.write(
+        `${vm}: memory target ${formatSize(result.targetBytes)} (now ${formatSize(result.actualBytes)})\n`,
+      );
+    });
+}
