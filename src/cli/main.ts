@@ -5,6 +5,7 @@ import { registerDaemonCommands } from "./commands/daemon.js";
 import { registerHostCommands } from "./commands/host.js";
 import { registerImageCommands } from "./commands/image.js";
 import { registerLifecycleCommands } from "./commands/lifecycle.js";
+import { registerPoolCommands } from "./commands/pool.js";
 import { registerRunCommands } from "./commands/run.js";
 import { registerSnapshotCommands } from "./commands/snapshot.js";
 import { exitCodeFor, renderError } from "./render.js";
@@ -24,6 +25,7 @@ registerHostCommands(program);
 registerImageCommands(program);
 registerDaemonCommands(program);
 registerSnapshotCommands(program);
+registerPoolCommands(program);
 
 // --debug works anywhere on the line (before `--`), not only before the subcommand.
 const dashDash = process.argv.indexOf("--");

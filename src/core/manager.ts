@@ -100,7 +100,7 @@ export class Manager {
   }
 
   /** Validates the spec and records a stopped VM. Nothing is left behind when it fails. */
-  async create(input: Partial<VmSpecInput>): Promise<VmInfo> {
+  async create(input: Partial<VmSpecInput>, options: { pool?: string } = {}): Promise<VmInfo> {
     const spec = parseSpec({ ...input, name: input.name ?? generateName() });
     this.driver.validate(spec);
     const image = resolveBootImage();
@@ -113,7 +113,7 @@ export class Manager {
     await checkHostResources(spec);
     const network = parseNetworkMode(spec.network);
     if (network.kind !== "switch" || spec.ip !== undefined) {
-      return this.createRecord(spec, image, oci, spec.ip);
+      return this.createRecord(spec, image, oci, spec.ip, options.pool);
     }
     // Two creates on one switch must not pick the same address.
     const release = await acquireLock(
@@ -121,7 +121,13 @@ export class Manager {
       `switch "${network.name}"`,
     );
     try {
-      return await this.createRecord(spec, image, oci, allocateSwitchAddress(network.name));
+      return await this.createRecord(
+        spec,
+        image,
+        oci,
+        allocateSwitchAddress(network.name),
+        options.pool,
+      );
     } finally {
       release();
     }
@@ -132,6 +138,7 @@ export class Manager {
     image: ImageInfo,
     oci: OciImage | undefined,
     guestIp: string | undefined,
+    pool: string | undefined,
   ): Promise<VmInfo> {
     const { id, paths } = claimInstanceDir(
       spec.name,
@@ -155,6 +162,7 @@ export class Manager {
         },
         guestCid: GUEST_CID,
         ...(guestIp === undefined ? {} : { guestIp }),
+        ...(pool === undefined ? {} : { pool: { name: pool, taken: false } }),
         desired: "stopped",
         createdAt: new Date().toISOString(),
         disks: await prepareDisks(spec.disks, paths.dir),
@@ -539,7 +547,7 @@ export class Manager {
    */
   async restore(
     snapshot: string,
-    options: { name?: string; signal?: AbortSignal } = {},
+    options: { name?: string; signal?: AbortSignal; pool?: string } = {},
   ): Promise<VmInfo> {
     const meta = readSnapshotMeta(snapshot);
     await verifySnapshotFiles(meta, { full: false });
@@ -587,6 +595,7 @@ export class Manager {
         stoppedAt: undefined,
         accel: undefined,
         disks: [],
+        pool: options.pool === undefined ? undefined : { name: options.pool, taken: false },
       };
       if (meta.rootDisk !== undefined && meta.record.rootDisk !== undefined) {
         const overlay = join(paths.dir, "root.qcow2");
@@ -617,6 +626,29 @@ export class Manager {
       throw err;
     } finally {
       if (existsSync(paths.lock)) release();
+    }
+  }
+
+  /**
+   * Marks a ready pool VM as handed out; false if it is not (any more) a free member of
+   * `pool` (taken meanwhile, stopped, removed).
+   */
+  async claimPoolMember(name: string, pool: string): Promise<boolean> {
+    let paths: InstancePaths;
+    try {
+      paths = this.load(name).paths;
+    } catch {
+      return false;
+    }
+    const release = tryLock(paths.lock);
+    if (release === undefined) return false;
+    try {
+      const record = reconcile(readRecord(paths.config, name), paths);
+      if (record.state !== "ready" || record.pool?.name !== pool || record.pool.taken) return false;
+      writeRecord(paths.config, { ...record, pool: { name: pool, taken: true } });
+      return true;
+    } finally {
+      release();
     }
   }
 

@@ -72,6 +72,8 @@ export const recordSchema = z.object({
     })
     .optional(),
   guestCid: z.number().int(),
+  /** A member of a warm pool (daemon/pools.ts); `taken` once handed out. */
+  pool: z.object({ name: z.string(), taken: z.boolean() }).optional(),
   /** The address corral gave the guest (on a switch, when the spec has no --ip). */
   guestIp: z.string().optional(),
   /** What the user last asked for; a VMM exit while "stopped" is desired is not a failure. */

@@ -6,6 +6,7 @@
 import { constants } from "node:os";
 import type { Readable, Writable } from "node:stream";
 import { pipeline } from "node:stream/promises";
+import { takeFromPool } from "../daemon/pool-client.js";
 import { CorralError, isCorralError } from "../errors.js";
 import { DEFAULT_IMAGE_NAME } from "../images/default-image.js";
 import { findOciImage, type PullOptions, pullImage } from "../images/oci-store.js";
@@ -16,6 +17,8 @@ export interface RunOptions {
   spec: Partial<VmSpecInput>;
   /** Restore this snapshot instead of creating and booting a VM (spec: only `name`). */
   fromSnapshot?: string;
+  /** Take a ready VM from this warm pool (it is always removed afterwards). */
+  fromPool?: string;
   /** The command; empty runs the image's Entrypoint + Cmd. */
   argv: string[];
   /** How to pull `spec.image` when it is an OCI image not pulled yet. */
@@ -49,7 +52,11 @@ export async function runInVm(manager: Manager, options: RunOptions): Promise<Ru
   }
   options.signal?.throwIfAborted();
   let ready: VmInfo;
-  if (options.fromSnapshot !== undefined) {
+  let rm = options.rm === true;
+  if (options.fromPool !== undefined) {
+    ready = await manager.inspect(await takeFromPool(options.fromPool));
+    rm = true;
+  } else if (options.fromSnapshot !== undefined) {
     // restore removes a VM that did not become ready itself.
     ready = await manager.restore(options.fromSnapshot, {
       name: options.spec.name,
@@ -100,7 +107,7 @@ export async function runInVm(manager: Manager, options: RunOptions): Promise<Ru
       options.signal?.removeEventListener("abort", onAbort);
     }
   } finally {
-    await finish(manager, name, options.rm === true);
+    await finish(manager, name, rm);
   }
 }
 

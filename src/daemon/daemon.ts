@@ -20,6 +20,7 @@ import { processStartTime } from "../core/process.js";
 import { ACTIVE_STATES, readRecord } from "../core/record.js";
 import { asCorralError, CorralError } from "../errors.js";
 import { NAME_PATTERN } from "../spec/schema.js";
+import { type PoolInput, Pools } from "./pools.js";
 import { needsDaemon, type VmServiceParts, VmServices } from "./vm-services.js";
 
 export const DAEMON_VERSION = "1";
@@ -43,6 +44,9 @@ export class Daemon {
   /** Attaches and detaches of one VM run one after another. */
   private readonly queues = new Map<string, Promise<unknown>>();
   private readonly manager = new Manager();
+  private readonly pools = new Pools(this.manager, (message, fields) =>
+    this.options.log?.(message, fields),
+  );
   private app: FastifyInstance | undefined;
   private watcher: NodeJS.Timeout | undefined;
   private idleSince = Date.now();
@@ -75,6 +79,8 @@ export class Daemon {
       0o600,
     );
     await this.adopt();
+    this.pools.load();
+    this.pools.kick();
     this.watcher = setInterval(() => void this.watch(), WATCH_INTERVAL_MS);
     this.watcher.unref();
   }
@@ -102,8 +108,10 @@ export class Daemon {
       }
       if (!active) await this.detach(name, services.record.id);
     }
+    // A pool member that died is replaced.
+    this.pools.kick();
     const idleMs = this.options.idleMs ?? 0;
-    if (this.vms.size > 0) this.idleSince = Date.now();
+    if (this.vms.size > 0 || this.pools.size > 0) this.idleSince = Date.now();
     else if (idleMs > 0 && Date.now() - this.idleSince > idleMs) {
       this.log("idle: exiting");
       await this.close();
@@ -160,7 +168,7 @@ export class Daemon {
       const status =
         error.code === "VM_NOT_FOUND"
           ? 404
-          : error.code === "PORT_IN_USE" || error.code === "VM_STATE"
+          : error.code === "PORT_IN_USE" || error.code === "VM_STATE" || error.code === "POOL"
             ? 409
             : error.code === "INVALID_ARGUMENT" || error.code === "INVALID_SPEC"
               ? 400
@@ -195,6 +203,15 @@ export class Daemon {
     app.delete("/v1/vms/:name/services", async (req) => ({
       detached: await this.detach(vmName(req.params)),
     }));
+    app.get("/v1/pools", async () => this.pools.list());
+    app.post("/v1/pools", async (req) => this.pools.create((req.body ?? {}) as PoolInput));
+    app.delete("/v1/pools/:name", async (req) => {
+      await this.pools.remove((req.params as { name: string }).name);
+      return { removed: true };
+    });
+    app.post("/v1/pools/:name/take", async (req) => ({
+      name: await this.pools.take((req.params as { name: string }).name),
+    }));
     app.post("/v1/shutdown", async (_req, reply) => {
       await reply.send({ stopping: true });
       setImmediate(() => void this.close().then(() => process.exit(0)));
@@ -212,6 +229,7 @@ export class Daemon {
   close(): Promise<void> {
     this.closing ??= (async () => {
       if (this.watcher !== undefined) clearInterval(this.watcher);
+      await this.pools.close();
       await Promise.all([...this.vms.values()].map((s) => s.close().catch(() => {})));
       this.vms.clear();
       for (const closer of this.closers) closer();

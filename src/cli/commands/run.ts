@@ -124,6 +124,7 @@ export function registerRunCommands(program: Command): void {
       .option("--creds <user:pass>", "registry credentials for the pull")
       .option("--platform <os/arch>", "platform to pull, e.g. linux/arm64")
       .option("--from <snapshot>", "start from a snapshot instead of booting (the fast path)")
+      .option("--pool <name>", "take a ready VM from a warm pool (removed after the command)")
       .option("-i, --interactive", "pass stdin to the command")
       .option("-w, --workdir <dir>", "working directory in the guest")
       .option("-u, --user <user>", "user (name or uid[:gid]) in the guest")
@@ -138,26 +139,37 @@ export function registerRunCommands(program: Command): void {
           workdir?: string;
           user?: string;
           from?: string;
+          pool?: string;
         },
     ) => {
       const debug = program.opts().debug === true;
       const { image, command } = splitImageAndCommand(argv);
       const spec = { ...specFromFlags(flags), ...(image === undefined ? {} : { image }) };
-      if (flags.from !== undefined) {
-        const extra = Object.keys(spec).filter((key) => key !== "name");
+      for (const [flag, value] of [
+        ["--from", flags.from],
+        ["--pool", flags.pool],
+      ] as const) {
+        if (value === undefined) continue;
+        const extra = Object.keys(spec).filter((key) => !(flag === "--from" && key === "name"));
         if (extra.length > 0) {
           throw new CorralError(
             "INVALID_ARGUMENT",
-            `--from: a restored VM is the snapshot's VM; ${extra.join(", ")} cannot change`,
-            { hint: "drop those flags, or boot a new VM without --from" },
+            `${flag}: the VM is made by the ${flag === "--from" ? "snapshot" : "pool"}; ${extra.join(", ")} cannot change`,
+            { hint: `drop those flags, or boot a new VM without ${flag}` },
           );
         }
+      }
+      if (flags.from !== undefined && flags.pool !== undefined) {
+        throw new CorralError("INVALID_ARGUMENT", "--from and --pool: choose one", {
+          hint: "a pool made from a snapshot: corral pool create NAME --size N --from SNAPSHOT",
+        });
       }
       const interrupt = abortOnInterrupt();
       try {
         const result = await runInVm(notices(debug), {
           spec,
           ...(flags.from === undefined ? {} : { fromSnapshot: flags.from }),
+          ...(flags.pool === undefined ? {} : { fromPool: flags.pool }),
           argv: command,
           pull: pullOptionsFromFlags(flags),
           cwd: flags.workdir,
