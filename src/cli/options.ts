@@ -1,5 +1,7 @@
 /** Turns CLI flag strings into spec fields; every error names the flag. */
+import { readFileSync } from "node:fs";
 import { resolve } from "node:path";
+import { parse as parseYaml } from "yaml";
 import { CorralError } from "../errors.js";
 import { parseCredentials } from "../protocols/oci/credentials.js";
 import { parsePlatform } from "../protocols/oci/platform.js";
@@ -27,6 +29,12 @@ export interface VmFlags {
   allowHost?: string[];
   volume?: string[];
   diskSize?: string;
+  cloudImage?: string;
+  kernel?: string;
+  initrd?: string;
+  firmware?: string;
+  cdrom?: string;
+  cloudInit?: string;
   readyTimeout?: string;
 }
 
@@ -83,10 +91,40 @@ export function specFromFlags(flags: VmFlags): Partial<VmSpecInput> {
   if (flags.diskSize !== undefined) {
     spec.diskSizeMiB = Math.ceil(parseSize(flags.diskSize, "--disk-size") / (1024 * 1024));
   }
+  if (flags.cloudImage !== undefined) spec.cloudImage = resolve(flags.cloudImage);
+  if (flags.kernel !== undefined) spec.kernel = resolve(flags.kernel);
+  if (flags.initrd !== undefined) spec.initrd = resolve(flags.initrd);
+  if (flags.firmware !== undefined) spec.firmware = flags.firmware as VmSpecInput["firmware"];
+  if (flags.cdrom !== undefined) spec.cdrom = resolve(flags.cdrom);
+  if (flags.cloudInit !== undefined) spec.cloudInit = readCloudInitFile(flags.cloudInit);
   if (flags.readyTimeout !== undefined) {
-    spec.readyTimeoutMs = parseIntFlag(flags.readyTimeout, "--ready-timeout", 1, 600) * 1000;
+    spec.readyTimeoutMs = parseIntFlag(flags.readyTimeout, "--ready-timeout", 1, 1800) * 1000;
   }
   return spec;
+}
+
+/** `--cloud-init FILE`: corral's cloud-init fields (docs/cloud-init.md), as YAML or JSON. */
+function readCloudInitFile(path: string): VmSpecInput["cloudInit"] {
+  let text: string;
+  try {
+    text = readFileSync(path, "utf8");
+  } catch (err) {
+    throw new CorralError("INVALID_ARGUMENT", `--cloud-init: cannot read ${path}`, {
+      hint: "give a YAML file with users, writeFiles, runcmd, ... (see docs/cloud-init.md)",
+      cause: err,
+    });
+  }
+  try {
+    return parseYaml(text) as VmSpecInput["cloudInit"];
+  } catch (err) {
+    throw new CorralError(
+      "INVALID_ARGUMENT",
+      `--cloud-init: ${path} is not valid YAML: ${(err as Error).message}`,
+      {
+        hint: "check the file's indentation and quoting",
+      },
+    );
+  }
 }
 
 export interface PullFlags {

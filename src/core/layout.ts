@@ -130,6 +130,10 @@ export interface InstancePaths {
   migrationSocket: string;
   /** JSON lines: every egress decision of the VM's proxy. */
   egressLog: string;
+  /** cloud-init NoCloud seed of a cloud-image VM, rewritten at every start. */
+  seed: string;
+  /** UEFI variable store (a copy of OVMF's template, then the VM's own). */
+  efiVars: string;
 }
 
 export function instancePaths(name: string, id: string): InstancePaths {
@@ -151,6 +155,8 @@ export function instancePaths(name: string, id: string): InstancePaths {
     netSocket: join(runDir, "net0.sock"),
     migrationSocket: join(runDir, "migrate.sock"),
     egressLog: join(dir, "egress.log"),
+    seed: join(dir, "seed.iso"),
+    efiVars: join(dir, "efivars.fd"),
   };
 }
 

@@ -14,7 +14,7 @@ import {
   statSync,
   writeFileSync,
 } from "node:fs";
-import { copyFile } from "node:fs/promises";
+import { copyFile, readFile } from "node:fs/promises";
 import { basename, join, relative } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { DaemonClient } from "../daemon/client.js";
@@ -24,6 +24,9 @@ import { chooseAccelerator } from "../drivers/qemu/accel.js";
 import { QemuDriver } from "../drivers/qemu/driver.js";
 import { CorralError, isCorralError } from "../errors.js";
 import { buildVmmShim } from "../host/vmm-shim-binary.js";
+import { buildAgent } from "../images/agent-binary.js";
+import { writeSeed } from "../images/cloud-init/seed.js";
+import { parseCloudInit } from "../images/cloud-init/spec.js";
 import { DEFAULT_IMAGE_NAME, findDefaultImage } from "../images/default-image.js";
 import type { ImageInfo } from "../images/image-info.js";
 import { findOciImage, type OciImage } from "../images/oci-store.js";
@@ -33,7 +36,13 @@ import { connectVsock } from "../protocols/hybrid-vsock/connect.js";
 import { firstGuestLine } from "../protocols/hybrid-vsock/listen.js";
 import { checkMountSource } from "../spec/mounts.js";
 import { parseNetworkMode } from "../spec/network.js";
-import { NAME_PATTERN, parseSpec, type VmSpec, type VmSpecInput } from "../spec/schema.js";
+import {
+  NAME_PATTERN,
+  parseSpec,
+  readyTimeoutOf,
+  type VmSpec,
+  type VmSpecInput,
+} from "../spec/schema.js";
 import { applyImageConfig, commandFor, egressProxyEnv } from "./exec-defaults.js";
 import {
   ensurePrivateDir,
@@ -105,10 +114,22 @@ export class Manager {
     this.driver.validate(spec);
     const image = resolveBootImage();
     const oci = spec.image === DEFAULT_IMAGE_NAME ? undefined : resolveOciImage(spec.image);
-    if (spec.diskSizeMiB !== undefined && oci === undefined) {
+    if (spec.diskSizeMiB !== undefined && oci === undefined && spec.cloudImage === undefined) {
       throw new CorralError("INVALID_SPEC", "diskSizeMiB: the built-in image has no root disk", {
-        hint: "--disk-size sizes an OCI image's root disk; use --disk 10G for an extra disk",
+        hint: "--disk-size sizes an image's root disk; use --disk 10G for an extra disk",
       });
+    }
+    for (const [field, flag] of [
+      ["kernel", "--kernel"],
+      ["initrd", "--initrd"],
+      ["cdrom", "--cdrom"],
+    ] as const) {
+      const path = spec[field];
+      if (path !== undefined && !existsSync(path)) {
+        throw new CorralError("INVALID_SPEC", `${field}: ${path} does not exist`, {
+          hint: `check the path given to ${flag}`,
+        });
+      }
     }
     await checkHostResources(spec);
     const network = parseNetworkMode(spec.network);
@@ -167,6 +188,18 @@ export class Manager {
         createdAt: new Date().toISOString(),
         disks: await prepareDisks(spec.disks, paths.dir),
       };
+      if (spec.cloudImage !== undefined) {
+        const baseFormat = await probeDiskFormat(spec.cloudImage, "cloudImage (--cloud-image)");
+        const overlay = join(paths.dir, "root.qcow2");
+        await createOverlay(spec.cloudImage, overlay, spec.diskSizeMiB, baseFormat);
+        record.cloudDisk = { base: spec.cloudImage, baseFormat, overlay };
+      }
+      if (spec.firmware === "uefi") {
+        if (this.driver.createFirmwareStore === undefined) {
+          throw unsupported(this.driver.capabilities.backend, "UEFI firmware");
+        }
+        await this.driver.createFirmwareStore(paths.efiVars);
+      }
       if (oci !== undefined) {
         const overlay = join(paths.dir, "root.qcow2");
         await createOverlay(oci.rootfs, overlay, spec.diskSizeMiB);
@@ -226,11 +259,16 @@ export class Manager {
             record.rootDisk === undefined
               ? undefined
               : { ...record.rootDisk, overlay: await copy(record.rootDisk.overlay) },
+          cloudDisk:
+            record.cloudDisk === undefined
+              ? undefined
+              : { ...record.cloudDisk, overlay: await copy(record.cloudDisk.overlay) },
           disks: [],
         };
         for (const disk of record.disks) {
           clone.disks.push(disk.owned ? { ...disk, path: await copy(disk.path) } : disk);
         }
+        if (existsSync(from.efiVars)) await copy(from.efiVars);
         writeRecord(to.config, clone);
         return this.info(clone, to);
       } catch (err) {
@@ -291,6 +329,7 @@ export class Manager {
     rmSync(paths.runDir, { recursive: true, force: true });
     ensurePrivateDir(paths.runDir);
 
+    if (vm.seed !== undefined) await writeCloudInitSeed(record, paths);
     const plan = await this.driver.plan(vm);
     const shimPath = await buildVmmShim();
     prepareTap(record.spec, paths);
@@ -324,7 +363,7 @@ export class Manager {
         plan,
         paths,
         // The shim's watchdog is the backstop if this process dies mid-boot.
-        readyTimeoutMs: record.spec.readyTimeoutMs + 5_000,
+        readyTimeoutMs: readyTimeoutOf(record.spec) + 5_000,
       });
       await this.waitForShim(paths, signal);
       await this.driver.afterLaunch(vm, signal);
@@ -715,7 +754,7 @@ export class Manager {
     notice: Promise<string>,
     signal?: AbortSignal,
   ) {
-    const deadline = Date.now() + record.spec.readyTimeoutMs;
+    const deadline = Date.now() + readyTimeoutOf(record.spec);
     let announced = false;
     void notice.then(() => {
       announced = true;
@@ -1066,6 +1105,8 @@ export class Manager {
       accel: record.accel?.accel ?? "tcg",
       guestCid: record.guestCid,
       ...rootDiskOf(record),
+      ...(record.cloudDisk === undefined ? {} : { seed: paths.seed }),
+      ...(record.spec.firmware === "uefi" ? { efiVars: paths.efiVars } : {}),
       ...(guestIp === undefined ? {} : { guestIp }),
       disks: record.disks,
       mac: macOf(record),
@@ -1108,7 +1149,7 @@ function failureHint(paths: InstancePaths): string {
 function notReady(record: VmRecord, paths: InstancePaths): CorralError {
   return new CorralError(
     "NOT_READY",
-    `VM "${record.name}" did not answer within ${record.spec.readyTimeoutMs / 1000} s; it was killed`,
+    `VM "${record.name}" did not answer within ${readyTimeoutOf(record.spec) / 1000} s; it was killed`,
     { hint: failureHint(paths) },
   );
 }
@@ -1127,6 +1168,21 @@ function claimInstanceDir(name: string, hint: string): { id: string; paths: Inst
     throw err;
   }
   return { id, paths };
+}
+
+/**
+ * The NoCloud seed: user-data from the spec plus the step that installs corral's agent,
+ * meta-data with an instance-id that changes only when the user-data does (cloud-init then
+ * re-runs its per-instance modules), rewritten at every start.
+ */
+async function writeCloudInitSeed(record: VmRecord, paths: InstancePaths): Promise<void> {
+  const agentBinary = await readFile(await buildAgent());
+  writeSeed(paths.seed, {
+    vmId: record.id,
+    hostname: record.name,
+    spec: record.spec.cloudInit ?? parseCloudInit({}),
+    agentBinary,
+  });
 }
 
 /** Copies a disk while the VM is frozen (reflinked where the filesystem can). */
@@ -1150,6 +1206,12 @@ function checkSnapshottable(record: VmRecord): void {
   }
   if (record.spec.mounts.length > 0) {
     refuse("QEMU cannot migrate mounted 9p shared folders", "snapshot a VM without -v shares");
+  }
+  if (record.cloudDisk !== undefined || record.spec.firmware === "uefi" || record.spec.cdrom) {
+    refuse(
+      "snapshots of cloud-image, UEFI and CD-ROM VMs are not supported yet",
+      "snapshot VMs of corral's images or of OCI images",
+    );
   }
   if (record.spec.network.startsWith("switch:") || record.spec.network.startsWith("tap:")) {
     refuse(
@@ -1234,6 +1296,16 @@ async function prepareDisks(disks: VmSpec["disks"], dir: string): Promise<VmReco
 }
 
 function rootDiskOf(record: VmRecord): Pick<VmContext, "rootDisk"> {
+  if (record.cloudDisk !== undefined) {
+    if (!existsSync(record.cloudDisk.base)) {
+      throw new CorralError(
+        "IMAGE_NOT_FOUND",
+        `the cloud image of VM "${record.name}" is gone: ${record.cloudDisk.base}`,
+        { hint: "put the file back (its overlay holds only this VM's writes), or recreate the VM" },
+      );
+    }
+    return { rootDisk: { path: record.cloudDisk.overlay, format: "qcow2" } };
+  }
   if (record.rootDisk === undefined) return {};
   if (!existsSync(record.rootDisk.base)) {
     throw new CorralError(

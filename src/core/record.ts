@@ -51,6 +51,10 @@ export const recordSchema = z.object({
       overlay: z.string(),
     })
     .optional(),
+  /** Set when the VM boots a cloud image: the user's file behind this VM's qcow2 overlay. */
+  cloudDisk: z
+    .object({ base: z.string(), baseFormat: z.enum(["raw", "qcow2"]), overlay: z.string() })
+    .optional(),
   /** Data disks, attached after the root disk; `owned` ones live in the instance directory. */
   disks: z
     .array(

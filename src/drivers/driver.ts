@@ -44,6 +44,10 @@ export interface VmContext {
   guestCid: number;
   /** The root filesystem disk (an OCI image's overlay); absent: the initramfs is the root. */
   rootDisk?: { path: string; format: "qcow2" | "raw"; grow?: boolean };
+  /** The cloud-init NoCloud seed (an ISO9660 image), attached read-only after the root disk. */
+  seed?: string;
+  /** The VM's UEFI variable store (firmware: "uefi"). */
+  efiVars?: string;
   /** The guest's address: "dhcp" or "A.B.C.D/LEN" (the user's, or allocated on a switch). */
   guestIp?: string;
   /** The NIC's MAC (used when spec.network is not "none"). */
@@ -91,6 +95,8 @@ export interface Driver {
   saveState?(vm: VmContext, socketPath: string): Promise<void>;
   /** Restoring: resolves once the state fed to `vm.incoming` is loaded (vCPUs still paused). */
   awaitIncoming?(vm: VmContext, signal?: AbortSignal): Promise<void>;
+  /** Creates a VM's UEFI variable store at `path` (firmware: "uefi"), from the template. */
+  createFirmwareStore?(path: string): Promise<void>;
   /** The VMM's version, recorded in snapshots (a different version may not load them). */
   version?(): Promise<string>;
   /** Memory balloon (capabilities.balloon): the guest's target size, and what it reached. */

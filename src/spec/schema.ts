@@ -4,6 +4,7 @@
  */
 import { z } from "zod";
 import { CorralError } from "../errors.js";
+import { cloudInitSchema } from "../images/cloud-init/spec.js";
 import { parseAllowRule } from "../net/egress/rules.js";
 import { parseReference } from "../protocols/oci/reference.js";
 import { guestPathProblem } from "./mounts.js";
@@ -172,6 +173,20 @@ export const specSchema = z
           targets.add(m.target);
         }
       }),
+    /**
+     * A cloud image (qcow2 or raw disk file) as the root disk, booting its own kernel: given
+     * with `kernel`/`initrd` (direct boot) or from the disk by UEFI firmware. Each VM writes
+     * to its own qcow2 overlay; the file itself is never modified.
+     */
+    cloudImage: z.string().startsWith("/", "the cloud image path must be absolute").optional(),
+    kernel: z.string().startsWith("/", "the kernel path must be absolute").optional(),
+    initrd: z.string().startsWith("/", "the initrd path must be absolute").optional(),
+    /** "direct": QEMU loads the kernel (corral's, or `kernel`). "uefi": OVMF boots from disks/cdrom. */
+    firmware: z.enum(["direct", "uefi"]).default("direct"),
+    /** An ISO attached read-only as a CD-ROM; UEFI boots it after the disks. */
+    cdrom: z.string().startsWith("/", "the ISO path must be absolute").optional(),
+    /** cloud-init user-data for a cloud image (NoCloud seed, regenerated at every start). */
+    cloudInit: cloudInitSchema.optional(),
     /** Virtual size of an image's root disk in MiB (grown in the guest at boot). */
     diskSizeMiB: z
       .number()
@@ -215,7 +230,7 @@ export const specSchema = z
       .max(16, "at most 16 disks")
       .default([]),
     /** Milliseconds the guest gets to answer its agent before it is killed. */
-    readyTimeoutMs: z.number().int().min(1000).max(600_000).default(90_000),
+    readyTimeoutMs: z.number().int().min(1000).max(1_800_000).optional(),
   })
   .strict()
   .superRefine((spec, ctx) => {
@@ -225,6 +240,40 @@ export const specSchema = z
         path: ["ip"],
         message: "a VM without a NIC (--network none) has no address to set",
       });
+    }
+    const issue = (path: string, message: string) =>
+      ctx.addIssue({ code: "custom", path: [path], message });
+    if (spec.cloudImage !== undefined && spec.image !== "corral-default") {
+      issue("cloudImage", "a VM boots either an OCI image or a cloud image, not both");
+    }
+    if ((spec.kernel === undefined) !== (spec.initrd === undefined)) {
+      issue(spec.kernel === undefined ? "kernel" : "initrd", "--kernel and --initrd go together");
+    }
+    if (spec.kernel !== undefined && spec.cloudImage === undefined) {
+      issue("kernel", "a custom kernel boots a cloud image: add --cloud-image");
+    }
+    if (spec.kernel !== undefined && spec.firmware === "uefi") {
+      issue("kernel", "UEFI firmware boots the kernel from the disk: drop --kernel/--initrd");
+    }
+    if (spec.cloudImage !== undefined && spec.kernel === undefined && spec.firmware !== "uefi") {
+      issue(
+        "cloudImage",
+        "a cloud image boots its own kernel: add --firmware uefi, or --kernel and --initrd",
+      );
+    }
+    if (spec.cloudInit !== undefined && spec.cloudImage === undefined) {
+      issue("cloudInit", "cloud-init runs in cloud images (--cloud-image), not in corral's images");
+    }
+    if (spec.firmware === "uefi" && spec.machine === "microvm") {
+      issue("firmware", "microvm has no UEFI firmware: use the q35 machine");
+    }
+    if (
+      spec.firmware === "uefi" &&
+      spec.cloudImage === undefined &&
+      spec.cdrom === undefined &&
+      spec.disks.length === 0
+    ) {
+      issue("firmware", "UEFI needs something to boot: a --cloud-image, a --cdrom or a --disk");
     }
     if (spec.gateway !== undefined && (spec.ip === undefined || spec.ip === "dhcp")) {
       ctx.addIssue({
@@ -265,6 +314,13 @@ function hintFor(field: string): string {
       return "e.g. --mac 02:00:00:12:34:56 (locally administered, unicast)";
     case "image":
       return "use an image reference like alpine, alpine:3.20 or ghcr.io/org/app:tag";
+    case "cloudImage":
+      return "e.g. --cloud-image ./debian-12.qcow2 --firmware uefi";
+    case "kernel":
+    case "initrd":
+      return "e.g. --cloud-image disk.qcow2 --kernel vmlinuz --initrd initrd.img";
+    case "firmware":
+      return "use --firmware direct (default) or --firmware uefi";
     case "accel":
       return `use one of: ${ACCELERATORS.join(", ")}`;
     default:
@@ -291,4 +347,14 @@ export function parseEnvPairs(pairs: readonly string[]): Record<string, string> 
     env[key] = pair.slice(eq + 1);
   }
   return env;
+}
+
+/**
+ * How long a guest gets to answer its agent: corral's own images are ready in seconds; a
+ * cloud image runs systemd and cloud-init first (about a minute under TCG, more on a busy
+ * host), and UEFI firmware adds its own start-up.
+ */
+export function readyTimeoutOf(spec: VmSpec): number {
+  if (spec.readyTimeoutMs !== undefined) return spec.readyTimeoutMs;
+  return spec.cloudImage !== undefined || spec.firmware === "uefi" ? 600_000 : 90_000;
 }

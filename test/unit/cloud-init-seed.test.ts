@@ -220,7 +220,7 @@ describe("renderUserData", () => {
     for (const line of [
       "Type=simple",
       "ExecStartPre=-/sbin/modprobe vmw_vsock_virtio_transport",
-      `ExecStart=${AGENT_BINARY_PATH}`,
+      `ExecStart=${AGENT_BINARY_PATH} --egress-port 3128`,
       "Restart=always",
       "RestartSec=1",
       "WantedBy=multi-user.target",
@@ -243,7 +243,11 @@ describe("renderUserData", () => {
     );
     assert.deepEqual(Object.keys(min).sort(), ["runcmd", "write_files"]);
     assert.equal(min.write_files.length, 2);
-    assert.ok(min.write_files[1]!.content.includes(`ExecStart=${AGENT_BINARY_PATH} --port 5000\n`));
+    assert.ok(
+      min.write_files[1]!.content.includes(
+        `ExecStart=${AGENT_BINARY_PATH} --port 5000 --egress-port 3128\n`,
+      ),
+    );
     assert.equal(min.runcmd.length, 2);
   });
 

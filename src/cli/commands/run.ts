@@ -42,6 +42,18 @@ export function addVmFlags(command: Command): Command {
     )
     .option("-v, --volume <host:guest[:ro]>", "share a host directory (repeatable)", collect)
     .option("--disk-size <size>", "virtual size of an image's root disk, e.g. 10G")
+    .option("--cloud-image <file>", "boot a cloud image (qcow2/raw) with its own kernel")
+    .option("--kernel <file>", "the cloud image's kernel (direct boot)")
+    .option("--initrd <file>", "the cloud image's initrd (direct boot)")
+    .option(
+      "--firmware <kind>",
+      "direct (default: QEMU loads the kernel) | uefi (OVMF boots the disks)",
+    )
+    .option("--cdrom <iso>", "attach an ISO read-only; UEFI boots it after the disks")
+    .option(
+      "--cloud-init <file>",
+      "cloud-init user-data for a cloud image (YAML, docs/cloud-init.md)",
+    )
     .option(
       "--disk <size|path[:ro]>",
       "extra disk: new (e.g. 10G) or an image file (repeatable)",

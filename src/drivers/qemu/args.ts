@@ -13,24 +13,20 @@ function opt(value: string): string {
   return value.replaceAll(",", ",,");
 }
 
-export function qemuArgs(qemuPath: string, vm: VmContext): string[] {
-  const { spec, paths, image } = vm;
+/** Host files the argv names that only the driver can find (pure builder, resolved paths). */
+export interface HostFiles {
+  /** OVMF's code image, for `firmware: "uefi"`. */
+  ovmfCode?: string;
+}
+
+export function qemuArgs(qemuPath: string, vm: VmContext, host: HostFiles = {}): string[] {
+  const { spec, paths } = vm;
   const mem = `${spec.memory}M`;
   const microvm = spec.machine === "microvm";
   const accelOpts = vm.accel === "tcg" ? "tcg,thread=multi" : vm.accel;
   const machine = microvm
     ? `microvm,memory-backend=mem0,pit=off,pic=off,isa-serial=on,rtc=on`
     : `q35,memory-backend=mem0`;
-  const cmdline = [
-    image.cmdline,
-    `corral.hostname=${spec.name}`,
-    ...moduleArgs(vm, microvm),
-    ...guestNetArgs(vm),
-    ...(vm.rootDisk === undefined ? [] : ["corral.root=/dev/vda"]),
-    ...(vm.rootDisk?.grow === true ? ["corral.growroot=1"] : []),
-    ...spec.mounts.map((m, i) => `corral.mount=corral${i}:${m.target}:${m.readOnly ? "ro" : "rw"}`),
-    ...spec.cmdline,
-  ].join(" ");
   return [
     qemuPath,
     "-name",
@@ -52,12 +48,7 @@ export function qemuArgs(qemuPath: string, vm: VmContext): string[] {
     "-display",
     "none",
     "-no-reboot",
-    "-kernel",
-    image.kernel,
-    "-initrd",
-    image.initrd,
-    "-append",
-    cmdline,
+    ...bootArgs(vm, microvm, host),
     "-chardev",
     `file,id=serial0,path=${opt(paths.serialLog)}`,
     "-serial",
@@ -101,6 +92,49 @@ function vsockArgs(vm: VmContext, microvm: boolean): string[] {
       : `vhost-user-vsock-pci,chardev=${VSOCK_CHARDEV_ID},id=${VSOCK_DEVICE_ID},bus=${VSOCK_ROOT_PORT}`,
     ...(microvm ? ["-global", "virtio-mmio.force-legacy=false"] : []),
   ];
+}
+
+/**
+ * Direct kernel boot (corral's kernel + initramfs, or a cloud image's own kernel), or UEFI:
+ * OVMF's code read-only and the VM's own variable store, which keeps boot entries across
+ * restarts; the firmware then boots the disks, then the CD-ROM.
+ */
+function bootArgs(vm: VmContext, microvm: boolean, host: HostFiles): string[] {
+  const { spec } = vm;
+  if (spec.firmware === "uefi") {
+    if (host.ovmfCode === undefined || vm.efiVars === undefined) {
+      throw new Error("UEFI boot needs the OVMF code image and the VM's variable store");
+    }
+    return [
+      "-drive",
+      `if=pflash,format=raw,unit=0,file=${opt(host.ovmfCode)},readonly=on`,
+      "-drive",
+      `if=pflash,format=raw,unit=1,file=${opt(vm.efiVars)}`,
+    ];
+  }
+  if (spec.kernel !== undefined && spec.initrd !== undefined) {
+    // A cloud image's own kernel: its root is the first disk, unless the user said otherwise.
+    const root = spec.cmdline.some((arg) => arg.startsWith("root=")) ? [] : ["root=/dev/vda", "rw"];
+    return [
+      "-kernel",
+      spec.kernel,
+      "-initrd",
+      spec.initrd,
+      "-append",
+      ["console=ttyS0", ...root, ...spec.cmdline].join(" "),
+    ];
+  }
+  const cmdline = [
+    vm.image.cmdline,
+    `corral.hostname=${spec.name}`,
+    ...moduleArgs(vm, microvm),
+    ...guestNetArgs(vm),
+    ...(vm.rootDisk === undefined ? [] : ["corral.root=/dev/vda"]),
+    ...(vm.rootDisk?.grow === true ? ["corral.growroot=1"] : []),
+    ...spec.mounts.map((m, i) => `corral.mount=corral${i}:${m.target}:${m.readOnly ? "ro" : "rw"}`),
+    ...spec.cmdline,
+  ].join(" ");
+  return ["-kernel", vm.image.kernel, "-initrd", vm.image.initrd, "-append", cmdline];
 }
 
 /** The image loads only virtio-pci and vsock at boot; everything else is asked for here. */
@@ -169,20 +203,38 @@ function mountArgs(vm: VmContext, microvm: boolean): string[] {
   ]);
 }
 
+/**
+ * virtio-blk disks: the root disk first (the guest always finds it at /dev/vda), then the
+ * cloud-init seed (vdb), then data disks. Under UEFI the boot order is the disks in that
+ * order, then the CD-ROM: an installer ISO boots once, the installed disk afterwards.
+ */
 function diskArgs(vm: VmContext, microvm: boolean): string[] {
   const device = microvm ? "virtio-blk-device" : "virtio-blk-pci";
+  const uefi = vm.spec.firmware === "uefi";
   const args: string[] = [];
-  const attach = (id: string, path: string, format: string, readOnly: boolean) =>
+  let bootIndex = 0;
+  const attach = (id: string, path: string, format: string, readOnly: boolean, boot: boolean) =>
     args.push(
       "-drive",
       `file=${opt(path)},if=none,id=${id},format=${format},cache=writeback,discard=unmap${readOnly ? ",read-only=on" : ""}`,
       "-device",
-      `${device},drive=${id}`,
+      `${device},drive=${id}${uefi && boot ? `,bootindex=${bootIndex++}` : ""}`,
     );
-  // The root disk first, so the guest always finds it at /dev/vda.
-  if (vm.rootDisk !== undefined) attach("root", vm.rootDisk.path, vm.rootDisk.format, false);
+  if (vm.rootDisk !== undefined) {
+    attach("root", vm.rootDisk.path, vm.rootDisk.format, false, true);
+  }
+  if (vm.seed !== undefined) attach("seed", vm.seed, "raw", true, false);
   for (const [i, disk] of vm.disks.entries()) {
-    attach(`disk${i}`, disk.path, disk.format, disk.readOnly);
+    attach(`disk${i}`, disk.path, disk.format, disk.readOnly, true);
+  }
+  if (vm.spec.cdrom !== undefined) {
+    // q35's built-in AHCI controller: firmware reads CDs from it without guest drivers.
+    args.push(
+      "-drive",
+      `file=${opt(vm.spec.cdrom)},if=none,id=cd0,media=cdrom,format=raw,readonly=on`,
+      "-device",
+      `ide-cd,drive=cd0,bus=ide.0${uefi ? `,bootindex=${bootIndex++}` : ""}`,
+    );
   }
   return args;
 }

@@ -1,4 +1,5 @@
 import { execFile } from "node:child_process";
+import { chmod, copyFile } from "node:fs/promises";
 import { setTimeout as sleep } from "node:timers/promises";
 import { promisify } from "node:util";
 import { retryUntil, waitForPath } from "../../core/wait.js";
@@ -29,6 +30,9 @@ const UNPLUG_TIMEOUT_MS = 5_000;
 const PLUG_TIMEOUT_MS = 10_000;
 const SAVE_TIMEOUT_MS = 300_000;
 const run = promisify(execFile);
+/** Debian's ovmf package: 4 MiB flash images (code read-only, variables per VM). */
+export const OVMF_CODE = "/usr/share/OVMF/OVMF_CODE_4M.fd";
+export const OVMF_VARS_TEMPLATE = "/usr/share/OVMF/OVMF_VARS_4M.fd";
 
 export class QemuDriver implements Driver {
   readonly capabilities: DriverCapabilities = {
@@ -61,7 +65,11 @@ export class QemuDriver implements Driver {
     }
     return {
       sidecar: { argv: vhostVsockArgs(sidecar, vm), readyPath: vm.paths.vhostUserSocket },
-      vmm: { argv: qemuArgs(qemu, vm) },
+      vmm: {
+        argv: qemuArgs(qemu, vm, {
+          ...(vm.spec.firmware === "uefi" ? { ovmfCode: requireTool(OVMF_CODE) } : {}),
+        }),
+      },
     };
   }
 
@@ -186,6 +194,12 @@ export class QemuDriver implements Driver {
         await sleep(5);
       }
     });
+  }
+
+  async createFirmwareStore(path: string): Promise<void> {
+    requireTool(OVMF_CODE);
+    await copyFile(OVMF_VARS_TEMPLATE, path);
+    await chmod(path, 0o600);
   }
 
   async version(): Promise<string> {

@@ -41,7 +41,8 @@ function yaml(value: unknown): string {
 
 /** The agent's systemd unit. */
 export function agentUnit(port?: number): string {
-  const args = port === undefined ? "" : ` --port ${port}`;
+  // The egress relay too: exec'd programs find corral's proxy on 127.0.0.1:3128.
+  const args = `${port === undefined ? "" : ` --port ${port}`} --egress-port 3128`;
   return [
     "[Unit]",
     "Description=corral guest agent",
