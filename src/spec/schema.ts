@@ -287,8 +287,18 @@ export const specSchema = z
 export type VmSpecInput = z.input<typeof specSchema>;
 export type VmSpec = z.output<typeof specSchema>;
 
+/** GRUB under OVMF runs out of memory loading a distribution kernel with 256 MiB (seen). */
+const UEFI_DEFAULT_MEMORY = "512M";
+
 export function parseSpec(input: unknown): VmSpec {
-  const result = specSchema.safeParse(input);
+  const withDefaults =
+    typeof input === "object" &&
+    input !== null &&
+    (input as { firmware?: unknown }).firmware === "uefi" &&
+    (input as { memory?: unknown }).memory === undefined
+      ? { ...input, memory: UEFI_DEFAULT_MEMORY }
+      : input;
+  const result = specSchema.safeParse(withDefaults);
   if (result.success) return result.data;
   const issue = result.error.issues[0];
   const field = issue?.path.join(".") || "spec";
