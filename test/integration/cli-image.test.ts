@@ -1,12 +1,29 @@
 import assert from "node:assert/strict";
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { createHash, randomBytes } from "node:crypto";
+import { once } from "node:events";
+import {
+  existsSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from "node:fs";
+import { createServer, request as httpRequest } from "node:http";
+import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
+import { setTimeout as sleep } from "node:timers/promises";
+import { gzipSync } from "node:zlib";
 import { BUSYBOX_IMAGE_CONFIG, pushBusyboxImage } from "../support/busybox-image.js";
+import { pushImage } from "../support/oci-push.js";
 import { startRegistry, type TestRegistry } from "../support/registry.js";
+import { tarBuffer } from "../support/tar-fixtures.js";
 import { sandbox } from "./harness.js";
 
+const GZIP = "application/vnd.oci.image.layer.v1.tar+gzip";
 const box = sandbox();
 // A private cache: prune deletes every blob no pulled image uses, and must not touch the user's.
 const cache = mkdtempSync(join(tmpdir(), "corral-image-cache-"));
@@ -110,6 +127,65 @@ describe("corral image", () => {
     const result = JSON.parse(prune.stdout.toString());
     assert.deepEqual(result.removed.images, [digest]);
     assert.equal(existsSync(rootfs), false);
+  });
+
+  it("a pull SIGKILLed mid-layer leaves no blob behind; the next pull starts clean", async () => {
+    const tar = await tarBuffer([{ name: "big.bin", data: randomBytes(3 * 1024 * 1024) }]);
+    const layer = gzipSync(tar, { level: 1 });
+    const layerHex = createHash("sha256").update(layer).digest("hex");
+    await pushImage(registry.url, "test/slow", "v1", {
+      layers: [{ data: layer, mediaType: GZIP }],
+    });
+    // A proxy that sends blobs slowly (64 KiB every 20 ms), so the kill lands mid-layer.
+    const proxy = createServer((req, res) => {
+      const upstream = httpRequest(
+        `${registry.url}${req.url}`,
+        { method: req.method, headers: req.headers },
+        async (up) => {
+          res.writeHead(up.statusCode ?? 502, up.headers);
+          for await (const chunk of up) {
+            for (let i = 0; i < chunk.length; i += 65536) {
+              if (!res.write(chunk.subarray(i, i + 65536))) await once(res, "drain");
+              if (req.url?.includes("/blobs/")) await sleep(20);
+            }
+          }
+          res.end();
+        },
+      );
+      req.pipe(upstream);
+    });
+    await new Promise<void>((resolve) => proxy.listen(0, "127.0.0.1", resolve));
+    const host = `127.0.0.1:${(proxy.address() as AddressInfo).port}`;
+    const blobs = join(cache, "blobs", "sha256");
+    const temps = () => readdirSync(blobs).filter((f) => f.startsWith(`.${layerHex}.`));
+    try {
+      const child = box.spawnCorral(["image", "pull", `${host}/test/slow:v1`], { env });
+      const deadline = Date.now() + 60_000;
+      while (
+        !existsSync(blobs) ||
+        temps().length === 0 ||
+        statSync(join(blobs, temps()[0]!)).size < 256 * 1024
+      ) {
+        assert.ok(Date.now() < deadline, "the layer download never started");
+        await sleep(20);
+      }
+      child.kill("SIGKILL");
+      await once(child, "close");
+      assert.ok(!existsSync(join(blobs, layerHex)), "no blob under the layer's digest");
+      assert.equal(temps().length, 1, "the killed pull's partial download is a temp file only");
+      const again = await corral(["image", "pull", `${host}/test/slow:v1`]);
+      assert.equal(again.code, 0, again.stderr);
+      assert.equal(
+        createHash("sha256")
+          .update(readFileSync(join(blobs, layerHex)))
+          .digest("hex"),
+        layerHex,
+      );
+      assert.deepEqual(temps(), [], "the dead pull's temp file was swept");
+    } finally {
+      proxy.closeAllConnections();
+      await new Promise<void>((resolve) => proxy.close(() => resolve()));
+    }
   });
 
   it("explains bad references, unknown tags and unknown images", async () => {

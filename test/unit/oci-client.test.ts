@@ -269,6 +269,20 @@ describe("OciClient against a scripted registry", () => {
     utimesSync(stale, old, old);
     await removeStaleTemps(sha256(layer));
     assert.deepEqual(cacheFiles().sort(), [`.${sha256(layer).slice(7)}.live.tmp`]);
+    rmSync(live);
+  });
+
+  it("removes a killed pull's temp file at once (its writer pid is gone), a live one's never", async () => {
+    const path = cachePaths.blob(sha256(layer));
+    mkdirSync(dirname(path), { recursive: true });
+    const hex = sha256(layer).slice(7);
+    const dead = join(dirname(path), `.${hex}.999999999-0a1b2c3d.tmp`);
+    const mine = join(dirname(path), `.${hex}.${process.pid}-0a1b2c3d.tmp`);
+    writeFileSync(dead, "partial");
+    writeFileSync(mine, "partial");
+    await removeStaleTemps(sha256(layer));
+    assert.deepEqual(cacheFiles().sort(), [`.${hex}.${process.pid}-0a1b2c3d.tmp`]);
+    rmSync(mine);
   });
 
   it("verifies a manifest pinned by digest", async () => {

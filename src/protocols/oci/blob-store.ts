@@ -9,11 +9,10 @@
  * always correct, needs no trust in a half-written file, and layers are rarely big enough
  * for the difference to matter.
  */
-import { createHash } from "node:crypto";
+import { createHash, randomBytes } from "node:crypto";
 import { createReadStream } from "node:fs";
 import { mkdir, open, readdir, rename, rm, stat } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
-import { tempSibling } from "../../core/atomic.js";
 import { cachePaths } from "../../core/layout.js";
 import { noProgress, type ProgressListener } from "../../core/progress.js";
 import { CorralError } from "../../errors.js";
@@ -56,6 +55,28 @@ export async function cachedBlob(desc: Descriptor, verify: boolean): Promise<str
   return undefined;
 }
 
+/**
+ * `.<hex>.<pid>-<random>.tmp`: the writer's pid in the name lets the next pull remove the
+ * temp files of pulls that were killed at once, not only once they are old.
+ */
+function ownTemp(path: string): string {
+  return join(
+    dirname(path),
+    `.${basename(path)}.${process.pid}-${randomBytes(4).toString("hex")}.tmp`,
+  );
+}
+
+function writerAlive(name: string): boolean {
+  const pid = /\.(\d+)-[0-9a-f]+\.tmp$/.exec(name)?.[1];
+  if (pid === undefined) return true;
+  try {
+    process.kill(Number(pid), 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === "EPERM";
+  }
+}
+
 /** Removes temp files of this blob left behind by pulls that were killed. */
 export async function removeStaleTemps(digest: string, now = Date.now()): Promise<void> {
   const path = blobPath(digest);
@@ -70,7 +91,9 @@ export async function removeStaleTemps(digest: string, now = Date.now()): Promis
     if (!name.startsWith(prefix) || !name.endsWith(".tmp")) continue;
     const temp = join(dirname(path), name);
     try {
-      if (now - (await stat(temp)).mtimeMs > STALE_TEMP_MS) await rm(temp, { force: true });
+      if (!writerAlive(name) || now - (await stat(temp)).mtimeMs > STALE_TEMP_MS) {
+        await rm(temp, { force: true });
+      }
     } catch {
       // Another pull finished or removed it meanwhile.
     }
@@ -97,7 +120,7 @@ export async function writeBlob(
   const label = shortDigest(desc.digest);
   const path = blobPath(desc.digest);
   await mkdir(dirname(path), { recursive: true });
-  const tmp = tempSibling(path);
+  const tmp = ownTemp(path);
   const hash = digestHasher(desc.digest);
   let received = 0;
   let reported = 0;
