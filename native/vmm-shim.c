@@ -11,6 +11,12 @@
  * Children get PR_SET_PDEATHSIG(SIGKILL): a SIGKILLed shim must not orphan a VMM that would
  * spin a core forever under TCG.
  *
+ * `--aux WAIT-PATH RO-BIND ARG... --aux-end` (repeatable, before --sidecar/--vmm) runs more
+ * helpers the VMM needs (virtiofsd per shared folder): started before the VMM, each awaited
+ * until WAIT-PATH exists, and like the sidecar their death kills the VMM. RO-BIND (or "-")
+ * is a directory the helper sees read-only: the shim bind-mounts it read-only in a mount
+ * namespace of the helper's own before exec (root only), so the host enforces `:ro`.
+ *
  * SIGUSR1 replaces the sidecar with a fresh one (same argv) without touching the VMM: a
  * snapshot unplugs the vsock device, whose sidecar cannot serve a second device, and plugs a
  * new one in. The state file then names the new sidecar; the VMM is not killed meanwhile.
@@ -23,6 +29,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sched.h>
+#include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/types.h>
@@ -41,6 +49,19 @@ struct child {
   int exited;
   int status;
 };
+
+#define MAX_AUX 16
+
+struct aux {
+  const char *wait_path;
+  const char *ro_bind;
+  char **argv;
+  struct child c;
+  long long seen_exit_ms;
+};
+
+static struct aux auxes[MAX_AUX];
+static int naux;
 
 static struct {
   const char *state_file;
@@ -84,6 +105,23 @@ static void parse_args(int argc, char **argv) {
   int i = 1;
   while (i < argc) {
     const char *a = argv[i];
+    if (strcmp(a, "--aux") == 0) {
+      if (naux >= MAX_AUX) usage("too many --aux helpers");
+      if (i + 3 >= argc) usage("--aux needs WAIT-PATH RO-BIND ARG...");
+      int j = i + 3;
+      while (j < argc && strcmp(argv[j], "--aux-end") != 0) j++;
+      if (j >= argc || j == i + 3) usage("--aux needs a command and --aux-end");
+      argv[j] = NULL;
+      struct aux *x = &auxes[naux++];
+      x->wait_path = argv[i + 1];
+      x->ro_bind = strcmp(argv[i + 2], "-") == 0 ? NULL : argv[i + 2];
+      x->argv = &argv[i + 3];
+      x->c.name = "helper";
+      x->c.pid = -1;
+      x->seen_exit_ms = -1;
+      i = j + 1;
+      continue;
+    }
     if (strcmp(a, "--vmm") == 0) {
       if (i + 1 >= argc) usage("--vmm needs a command");
       opt.vmm_argv = &argv[i + 1];
@@ -209,7 +247,8 @@ static void describe(char *out, size_t cap, const char *who, int status) {
  * Forks and execs argv. A close-on-exec pipe carries the child's exec errno back, so a
  * missing binary is reported as such instead of as a puzzling "exited with code 127".
  */
-static pid_t spawn_child(char **argv, int out_fd, char *err, size_t errcap) {
+static pid_t spawn_child(char **argv, int out_fd, const char *ro_bind, char *err,
+                         size_t errcap) {
   int pfd[2];
   if (pipe2(pfd, O_CLOEXEC) != 0) {
     snprintf(err, errcap, "pipe: %s", strerror(errno));
@@ -230,6 +269,14 @@ static pid_t spawn_child(char **argv, int out_fd, char *err, size_t errcap) {
     /* The shim may have died between fork() and prctl(): then nothing would kill us. */
     if (getppid() != parent) _exit(1);
     if (e == 0 && out_fd >= 0 && (dup2(out_fd, 1) < 0 || dup2(out_fd, 2) < 0)) e = errno;
+    /* A read-only view of one directory, for this child only: its own mount namespace (no
+       propagation back to the host), the directory bind-mounted over itself, read-only. */
+    if (e == 0 && ro_bind != NULL &&
+        (unshare(CLONE_NEWNS) != 0 ||
+         mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) != 0 ||
+         mount(ro_bind, ro_bind, NULL, MS_BIND | MS_REC, NULL) != 0 ||
+         mount(NULL, ro_bind, NULL, MS_BIND | MS_REMOUNT | MS_RDONLY, NULL) != 0))
+      e = errno;
     if (e == 0) {
       signal(SIGHUP, SIG_DFL);
       signal(SIGPIPE, SIG_DFL);
@@ -355,7 +402,7 @@ static int start_sidecar(struct child *sidecar, struct child *vmm, const sigset_
     }
   }
   if (opt.sidecar_wait_path != NULL) unlink(opt.sidecar_wait_path);
-  sidecar->pid = spawn_child(opt.sidecar_argv, log_fd, err, sizeof err);
+  sidecar->pid = spawn_child(opt.sidecar_argv, log_fd, NULL, err, sizeof err);
   sidecar->exited = 0;
   if (log_fd >= 0) close(log_fd);
   if (sidecar->pid < 0) {
@@ -395,6 +442,50 @@ static int write_state(const struct child *vmm, const struct child *sidecar,
            "{\"shimPid\":%d,\"vmmPid\":%d,\"sidecarPid\":%s,\"vmmStartTime\":\"%s\"}\n",
            (int)getpid(), (int)vmm->pid, sidecar_pid, start_time);
   return write_atomic(opt.state_file, state);
+}
+
+/* Starts one --aux helper (its output goes to the shim's log) and waits for its socket. */
+static int start_aux(struct aux *x, const sigset_t *set, char *reason, size_t cap) {
+  char err[1024];
+  unlink(x->wait_path);
+  x->c.pid = spawn_child(x->argv, -1, x->ro_bind, err, sizeof err);
+  if (x->c.pid < 0) {
+    snprintf(reason, cap, "%s failed to start: %s", x->argv[0], err);
+    return -1;
+  }
+  logmsg("started %s pid %d", x->argv[0], (int)x->c.pid);
+  long long deadline = now_ms(CLOCK_MONOTONIC) + SIDECAR_WAIT_MS;
+  while (access(x->wait_path, F_OK) != 0) {
+    int st;
+    if (waitpid(x->c.pid, &st, WNOHANG) == x->c.pid) {
+      x->c.exited = 1;
+      x->c.status = st;
+      describe(reason, cap, x->argv[0], st);
+      return -1;
+    }
+    if (now_ms(CLOCK_MONOTONIC) >= deadline) {
+      snprintf(reason, cap, "%s did not create %s within %d ms", x->argv[0], x->wait_path,
+               SIDECAR_WAIT_MS);
+      return -1;
+    }
+    wait_signal(set, SIDECAR_POLL_MS);
+  }
+  return 0;
+}
+
+static void reap_auxes(void) {
+  for (int k = 0; k < naux; k++) {
+    struct child *c = &auxes[k].c;
+    if (c->pid <= 0 || c->exited) continue;
+    int st;
+    pid_t r;
+    do r = waitpid(c->pid, &st, WNOHANG);
+    while (r < 0 && errno == EINTR);
+    if (r == c->pid) {
+      c->exited = 1;
+      c->status = st;
+    }
+  }
 }
 
 static int start_failed(struct child *vmm, struct child *sidecar, const char *reason) {
@@ -443,7 +534,14 @@ int main(int argc, char **argv) {
     }
   }
 
-  vmm.pid = spawn_child(opt.vmm_argv, -1, err, sizeof err);
+  for (int k = 0; k < naux; k++) {
+    if (start_aux(&auxes[k], &set, reason, sizeof reason) != 0) {
+      for (int m = 0; m <= k; m++) kill_and_reap(&auxes[m].c);
+      return start_failed(&vmm, &sidecar, reason);
+    }
+  }
+
+  vmm.pid = spawn_child(opt.vmm_argv, -1, NULL, err, sizeof err);
   if (vmm.pid < 0) {
     snprintf(reason, sizeof reason, "vmm failed to start: %s", err);
     return start_failed(&vmm, &sidecar, reason);
@@ -468,6 +566,7 @@ int main(int argc, char **argv) {
   long long sidecar_seen_ms = -1;
   for (;;) {
     reap(&vmm, &sidecar);
+    reap_auxes();
     if (vmm.exited) {
       if (reason[0] == '\0') describe(reason, sizeof reason, "vmm", vmm.status);
       break;
@@ -487,6 +586,25 @@ int main(int argc, char **argv) {
         vmm_killed = 1;
         continue;
       }
+    }
+    for (int k = 0; k < naux && !vmm_killed; k++) {
+      struct aux *x = &auxes[k];
+      if (!x->c.exited) continue;
+      long long now = now_ms(CLOCK_MONOTONIC);
+      if (x->seen_exit_ms < 0) x->seen_exit_ms = now;
+      if (now - x->seen_exit_ms < SIDECAR_RACE_MS) {
+        long long left = SIDECAR_RACE_MS - (now - x->seen_exit_ms);
+        if (left < wait_ms) wait_ms = left;
+        continue;
+      }
+      describe(reason, sizeof reason, x->argv[0], x->c.status);
+      logmsg("%s; killing the vmm", reason);
+      kill(vmm.pid, SIGKILL);
+      vmm_killed = 1;
+    }
+    if (vmm_killed && !vmm.exited) {
+      wait_signal(&set, 10);
+      continue;
     }
     if (watchdog_armed && !vmm_killed) {
       long long left = vmm_started + opt.ready_timeout_ms - now_ms(CLOCK_MONOTONIC);
@@ -528,6 +646,7 @@ int main(int argc, char **argv) {
 
   logmsg("%s", reason);
   stop_child(&sidecar, &vmm, &set);
+  for (int k = 0; k < naux; k++) stop_child(&auxes[k].c, &vmm, &set);
   if (write_exit_file(&vmm, &sidecar, reason, stop_requested) != 0) return 1;
   return 0;
 }

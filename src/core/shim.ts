@@ -64,6 +64,9 @@ export function launchShim({ shimPath, plan, paths, readyTimeoutMs }: ShimLaunch
     "--ready-timeout-ms",
     String(readyTimeoutMs),
   ];
+  for (const helper of plan.helpers ?? []) {
+    args.push("--aux", helper.readyPath, helper.readOnlyDir ?? "-", ...helper.argv, "--aux-end");
+  }
   if (plan.sidecar !== undefined) {
     args.push("--sidecar-wait-path", plan.sidecar.readyPath, "--sidecar", ...plan.sidecar.argv);
   }

@@ -65,6 +65,8 @@ export interface ProcessPlan {
 
 export interface LaunchPlan {
   vmm: ProcessPlan;
+  /** More helpers the VMM needs (virtiofsd per share), started before it, awaited by path. */
+  helpers?: (ProcessPlan & { readyPath: string; readOnlyDir?: string })[];
   /** Runs before the VMM (e.g. QEMU's vhost-device-vsock); the shim waits for `readyPath`. */
   sidecar?: ProcessPlan & { readyPath: string };
 }

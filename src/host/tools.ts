@@ -29,6 +29,11 @@ export const HOST_TOOLS: readonly HostTool[] = [
   { command: "zstd", aptPackage: "zstd", purpose: "unpacks zstd-compressed image layers" },
   { command: "debugfs", aptPackage: "e2fsprogs", purpose: "fixes ownership in ext4 images" },
   {
+    command: "/usr/lib/qemu/virtiofsd",
+    aptPackage: "qemu-system-common",
+    purpose: "virtiofs shared folders (-v HOST:GUEST:virtiofs)",
+  },
+  {
     command: "/usr/share/OVMF/OVMF_CODE_4M.fd",
     aptPackage: "ovmf",
     purpose: "UEFI firmware (--firmware uefi)",

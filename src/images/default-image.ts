@@ -53,6 +53,7 @@ export const GUEST_MODULES = [
   "virtio_balloon",
   "9p",
   "9pnet_virtio",
+  "virtiofs",
   "button",
   "evdev",
   "ext4",

@@ -11,7 +11,10 @@ export interface Mount {
   source: string;
   target: string;
   readOnly: boolean;
+  type?: "9p" | "virtiofs";
 }
+
+const OPTIONS = /^(ro|rw|9p|virtiofs)(,(ro|rw|9p|virtiofs))*$/;
 
 const GUEST_PATH = /^(\/[A-Za-z0-9._@+-]+)+$/;
 const RESERVED = ["/proc", "/sys", "/dev", "/run", "/etc", "/bin", "/sbin", "/lib", "/usr"];
@@ -26,16 +29,37 @@ export function guestPathProblem(target: string): string | undefined {
   return undefined;
 }
 
+/** `-v HOST:GUEST[:OPTIONS]`, OPTIONS a comma list of ro|rw and 9p|virtiofs. */
 export function parseVolumeFlag(raw: string): Mount {
-  const readOnly = raw.endsWith(":ro");
-  const body = readOnly ? raw.slice(0, -3) : raw.endsWith(":rw") ? raw.slice(0, -3) : raw;
+  let body = raw;
+  let readOnly = false;
+  let type: Mount["type"];
+  const last = raw.lastIndexOf(":");
+  const tail = raw.slice(last + 1);
+  if (last > 0 && OPTIONS.test(tail) && raw.slice(0, last).includes(":")) {
+    body = raw.slice(0, last);
+    for (const option of tail.split(",")) {
+      if (option === "ro") readOnly = true;
+      else if (option === "rw") readOnly = false;
+      else type = option as Mount["type"];
+    }
+  }
   const colon = body.lastIndexOf(":");
   if (colon <= 0 || colon === body.length - 1) {
-    throw new CorralError("INVALID_ARGUMENT", `-v ${raw}: expected HOST_DIR:GUEST_DIR[:ro]`, {
-      hint: "e.g. -v ./src:/work or -v /data:/data:ro",
-    });
+    throw new CorralError(
+      "INVALID_ARGUMENT",
+      `-v ${raw}: expected HOST_DIR:GUEST_DIR[:ro][,virtiofs]`,
+      {
+        hint: "e.g. -v ./src:/work, -v /data:/data:ro or -v /data:/data:ro,virtiofs",
+      },
+    );
   }
-  return { source: resolve(body.slice(0, colon)), target: body.slice(colon + 1), readOnly };
+  return {
+    source: resolve(body.slice(0, colon)),
+    target: body.slice(colon + 1),
+    readOnly,
+    ...(type === undefined ? {} : { type }),
+  };
 }
 
 /** The host directory must exist now; the error names the flag and the path. */

@@ -155,6 +155,8 @@ export const specSchema = z
               if (problem !== undefined) ctx.addIssue({ code: "custom", message: problem });
             }),
             readOnly: z.boolean().default(false),
+            /** virtio-9p (built into QEMU, the default) or virtiofs (a virtiofsd per share). */
+            type: z.enum(["9p", "virtiofs"]).default("9p"),
           })
           .strict(),
       )

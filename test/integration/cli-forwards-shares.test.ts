@@ -43,6 +43,10 @@ describe("port forwards and shared folders", () => {
       `${shareDir}:/srv/share`,
       "-v",
       `${shareDir}:/srv/readonly:ro`,
+      "-v",
+      `${shareDir}:/srv/vfs:virtiofs`,
+      "-v",
+      `${shareDir}:/srv/vfs-ro:ro,virtiofs`,
     ]);
     assert.equal(create.code, 0, create.stderr);
     const start = await box.corral(["start", "web"]);
@@ -92,6 +96,28 @@ describe("port forwards and shared folders", () => {
     assert.match(r.stderr, /Read-only file system/);
     assert.equal(readFileSync(join(shareDir, "from-guest.txt"), "utf8"), "written in the guest\n");
     assert.throws(() => readFileSync(join(shareDir, "denied.txt")));
+  });
+
+  it("shares over virtiofs too, and :ro is enforced on the host by a read-only bind mount", async () => {
+    const r = await box.corral([
+      "exec",
+      "web",
+      "--",
+      "sh",
+      "-c",
+      [
+        "mount | grep -c virtiofs",
+        "cat /srv/vfs/from-host.txt",
+        "echo 'via virtiofs' > /srv/vfs/from-virtiofs.txt",
+        "mount -o remount,rw /srv/vfs-ro; echo nope > /srv/vfs-ro/denied-vfs.txt && echo WROTE",
+        "true",
+      ].join("; "),
+    ]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(r.stdout.toString(), "2\nwritten on the host\n");
+    assert.match(r.stderr, /Read-only file system/);
+    assert.equal(readFileSync(join(shareDir, "from-virtiofs.txt"), "utf8"), "via virtiofs\n");
+    assert.throws(() => readFileSync(join(shareDir, "denied-vfs.txt")));
   });
 
   it("a busy host port is refused at create time, naming the port", async () => {

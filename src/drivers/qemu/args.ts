@@ -131,7 +131,9 @@ function bootArgs(vm: VmContext, microvm: boolean, host: HostFiles): string[] {
     ...guestNetArgs(vm),
     ...(vm.rootDisk === undefined ? [] : ["corral.root=/dev/vda"]),
     ...(vm.rootDisk?.grow === true ? ["corral.growroot=1"] : []),
-    ...spec.mounts.map((m, i) => `corral.mount=corral${i}:${m.target}:${m.readOnly ? "ro" : "rw"}`),
+    ...spec.mounts.map(
+      (m, i) => `corral.mount=corral${i}:${m.type}:${m.readOnly ? "ro" : "rw"}:${m.target}`,
+    ),
     ...spec.cmdline,
   ].join(" ");
   return ["-kernel", vm.image.kernel, "-initrd", vm.image.initrd, "-append", cmdline];
@@ -148,7 +150,8 @@ function moduleArgs(vm: VmContext, microvm: boolean): string[] {
     ...(vm.disks.length > 0 && !rootDisk ? ["virtio_blk"] : []),
     // ext4 needs crc32c, a soft dependency that modprobe with modules.dep does not follow.
     ...(rootDisk ? ["virtio_blk", "crc32c_generic", "ext4"] : []),
-    ...(vm.spec.mounts.length > 0 ? ["9pnet_virtio", "9p"] : []),
+    ...(vm.spec.mounts.some((m) => m.type === "9p") ? ["9pnet_virtio", "9p"] : []),
+    ...(vm.spec.mounts.some((m) => m.type === "virtiofs") ? ["virtiofs"] : []),
   ];
   return [`corral.modules=${modules.join(",")}`];
 }
@@ -195,12 +198,26 @@ function networkArgs(vm: VmContext, microvm: boolean): string[] {
  * that remounts read-write still cannot change the host directory.
  */
 function mountArgs(vm: VmContext, microvm: boolean): string[] {
-  return vm.spec.mounts.flatMap((m, i) => [
-    "-fsdev",
-    `local,id=fs${i},path=${opt(m.source)},security_model=none${m.readOnly ? ",readonly=on" : ""}`,
-    "-device",
-    `${microvm ? "virtio-9p-device" : "virtio-9p-pci"},fsdev=fs${i},mount_tag=corral${i}`,
-  ]);
+  return vm.spec.mounts.flatMap((m, i) =>
+    m.type === "virtiofs"
+      ? [
+          "-chardev",
+          `socket,id=vfs${i},path=${opt(virtiofsSocket(vm, i))}`,
+          "-device",
+          `${microvm ? "vhost-user-fs-device" : "vhost-user-fs-pci"},chardev=vfs${i},tag=corral${i}`,
+        ]
+      : [
+          "-fsdev",
+          `local,id=fs${i},path=${opt(m.source)},security_model=none${m.readOnly ? ",readonly=on" : ""}`,
+          "-device",
+          `${microvm ? "virtio-9p-device" : "virtio-9p-pci"},fsdev=fs${i},mount_tag=corral${i}`,
+        ],
+  );
+}
+
+/** virtiofsd's vhost-user socket for share `i` (the shared memfd lets it map guest memory). */
+export function virtiofsSocket(vm: VmContext, i: number): string {
+  return `${vm.paths.runDir}/vfs${i}.sock`;
 }
 
 /**

@@ -22,6 +22,7 @@ import {
   VSOCK_DEVICE_ID,
   VSOCK_ROOT_PORT,
   vhostVsockArgs,
+  virtiofsSocket,
 } from "./args.js";
 
 const QMP_CONNECT_TIMEOUT_MS = 15_000;
@@ -31,6 +32,8 @@ const PLUG_TIMEOUT_MS = 10_000;
 const SAVE_TIMEOUT_MS = 300_000;
 const run = promisify(execFile);
 /** Debian's ovmf package: 4 MiB flash images (code read-only, variables per VM). */
+/** qemu-system-common's virtiofsd (the C one of QEMU 7.2). */
+export const VIRTIOFSD = "/usr/lib/qemu/virtiofsd";
 export const OVMF_CODE = "/usr/share/OVMF/OVMF_CODE_4M.fd";
 export const OVMF_VARS_TEMPLATE = "/usr/share/OVMF/OVMF_VARS_4M.fd";
 
@@ -47,6 +50,11 @@ export class QemuDriver implements Driver {
   };
 
   validate(spec: VmSpec): void {
+    if (spec.mounts.some((m) => m.type === "virtiofs") && process.getuid?.() !== 0) {
+      throw new CorralError("UNSUPPORTED", "mounts: virtiofs shares need root on this host", {
+        hint: "virtiofsd's sandbox (namespaces) needs root; share with 9p instead (the default)",
+      });
+    }
     if (spec.backend !== "qemu") {
       throw new CorralError(
         "INVALID_SPEC",
@@ -63,8 +71,23 @@ export class QemuDriver implements Driver {
         hint: 'run "corral setup" (it fetches vhost-device-vsock from the Debian archive)',
       });
     }
+    const virtiofs = vm.spec.mounts.flatMap((m, i) => (m.type === "virtiofs" ? [{ m, i }] : []));
+    const virtiofsd = virtiofs.length > 0 ? requireTool(VIRTIOFSD) : undefined;
     return {
       sidecar: { argv: vhostVsockArgs(sidecar, vm), readyPath: vm.paths.vhostUserSocket },
+      helpers: virtiofs.map(({ m, i }) => ({
+        argv: [
+          virtiofsd!,
+          `--socket-path=${virtiofsSocket(vm, i)}`,
+          "-o",
+          `source=${m.source}`,
+          "-o",
+          "cache=auto",
+        ],
+        readyPath: virtiofsSocket(vm, i),
+        // This virtiofsd has no read-only mode: the shim gives it a read-only bind mount.
+        ...(m.readOnly ? { readOnlyDir: m.source } : {}),
+      })),
       vmm: {
         argv: qemuArgs(qemu, vm, {
           ...(vm.spec.firmware === "uefi" ? { ovmfCode: requireTool(OVMF_CODE) } : {}),
