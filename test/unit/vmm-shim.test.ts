@@ -210,6 +210,49 @@ describe("vmm-shim", () => {
     await assertGone(after.sidecarPid, before.shimPid);
   });
 
+  test("an --aux helper that dies kills the VMM; its --aux read-only dir is read-only to it only", async () => {
+    const ro = join(dir, `ro-${counter}`);
+    execFileSync("mkdir", ["-p", ro]);
+    const s = runShim([
+      "--aux",
+      "@WAIT",
+      ro,
+      "sh",
+      "-c",
+      // Writing into the read-only bind fails; the outcome is recorded outside it.
+      'if echo x > "$2/f" 2>/dev/null; then touch "$1.rw"; else touch "$1.ro"; fi; touch "$1"; exec sleep 30',
+      "sh",
+      "@WAIT",
+      ro,
+      "--aux-end",
+      "--vmm",
+      "sleep",
+      "30",
+    ]);
+    const state = await s.state();
+    assert.ok(existsSync(`${s.paths.wait}.ro`), "the helper could not write its read-only dir");
+    assert.ok(!existsSync(join(ro, "f")));
+    execFileSync("sh", ["-c", `echo host > "${ro}/host-can"`]);
+    const helper = execFileSync("pgrep", [
+      "-P",
+      String(state.shimPid),
+      "-f",
+      "exec sleep 30|^sleep 30$",
+    ])
+      .toString()
+      .trim()
+      .split("\n")
+      .map(Number)
+      .filter((pid) => pid !== state.vmmPid);
+    assert.equal(helper.length, 1);
+    process.kill(helper[0]!, "SIGKILL");
+    await s.exited;
+    const r = s.result();
+    assert.match(r.reason, /sh killed by signal 9/);
+    assert.deepEqual(r.vmm, { exitCode: null, signal: 9 });
+    await assertGone(state.vmmPid, state.shimPid);
+  });
+
   test("a VMM killed by signal 9 is recorded and the sidecar is stopped", async () => {
     const s = runShim([...SIDECAR, "--vmm", "sleep", "30"]);
     const state = await s.state();
