@@ -976,11 +976,17 @@ static void relay(int a, int b) {
       if (d[i].len > d[i].off) out->events |= POLLOUT;
       else if (!d[i].eof) in->events |= POLLIN;
     }
+    /* An fd nobody waits on is left out: an error or hang-up it still reports (a reset
+       socket does so forever) would otherwise make poll return at once, spinning a CPU. */
+    for (int k = 0; k < 2; k++)
+      if (pfd[k].events == 0) pfd[k].fd = -1;
     int r = poll(pfd, 2, -1);
     if (r < 0) {
       if (errno == EINTR) continue;
       return;
     }
+    /* A socket in error (reset, invalid) ends the relay: nothing more can go through it. */
+    if ((pfd[0].revents | pfd[1].revents) & (POLLERR | POLLNVAL)) return;
     for (int i = 0; i < 2; i++) {
       struct pipe_dir *p = &d[i];
       if (p->done) continue;
@@ -1363,7 +1369,11 @@ int main(int argc, char **argv) {
     struct pollfd lp[2] = {{.fd = lfd, .events = POLLIN}, {.fd = efd, .events = POLLIN}};
     if (poll(lp, efd >= 0 ? 2 : 1, -1) < 0) continue;
     int egress = efd >= 0 && (lp[1].revents & POLLIN);
-    if (!egress && !(lp[0].revents & POLLIN)) continue;
+    if (!egress && !(lp[0].revents & POLLIN)) {
+      /* An error on a listening socket without a connection to accept: do not spin. */
+      usleep(100000);
+      continue;
+    }
     int c = accept4(egress ? efd : lfd, NULL, NULL, SOCK_CLOEXEC);
     if (c < 0) {
       if (errno == EINTR || errno == ECONNABORTED || errno == EAGAIN) continue;

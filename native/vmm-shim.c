@@ -32,6 +32,7 @@
 #include <sched.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
+#include <sys/syscall.h>
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <sys/wait.h>
@@ -243,6 +244,22 @@ static void describe(char *out, size_t cap, const char *who, int status) {
     snprintf(out, cap, "%s killed by signal %d", who, WTERMSIG(status));
 }
 
+/* mount_setattr(2) (Linux 5.12): read-only for the whole tree, submounts included — a plain
+   MS_REMOUNT|MS_RDONLY would leave mounts below the shared directory writable. */
+struct shim_mount_attr {
+  unsigned long long attr_set, attr_clr, propagation, userns_fd;
+};
+#ifndef SYS_mount_setattr
+#define SYS_mount_setattr 442
+#endif
+#define SHIM_MOUNT_ATTR_RDONLY 0x00000001ULL
+#define SHIM_AT_RECURSIVE 0x8000
+
+static int make_readonly(const char *dir) {
+  struct shim_mount_attr attr = {.attr_set = SHIM_MOUNT_ATTR_RDONLY};
+  return (int)syscall(SYS_mount_setattr, AT_FDCWD, dir, SHIM_AT_RECURSIVE, &attr, sizeof attr);
+}
+
 /*
  * Forks and execs argv. A close-on-exec pipe carries the child's exec errno back, so a
  * missing binary is reported as such instead of as a puzzling "exited with code 127".
@@ -274,8 +291,7 @@ static pid_t spawn_child(char **argv, int out_fd, const char *ro_bind, char *err
     if (e == 0 && ro_bind != NULL &&
         (unshare(CLONE_NEWNS) != 0 ||
          mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) != 0 ||
-         mount(ro_bind, ro_bind, NULL, MS_BIND | MS_REC, NULL) != 0 ||
-         mount(NULL, ro_bind, NULL, MS_BIND | MS_REMOUNT | MS_RDONLY, NULL) != 0))
+         mount(ro_bind, ro_bind, NULL, MS_BIND | MS_REC, NULL) != 0 || make_readonly(ro_bind) != 0))
       e = errno;
     if (e == 0) {
       signal(SIGHUP, SIG_DFL);
@@ -468,7 +484,11 @@ static int start_aux(struct aux *x, const sigset_t *set, char *reason, size_t ca
                SIDECAR_WAIT_MS);
       return -1;
     }
-    wait_signal(set, SIDECAR_POLL_MS);
+    int sig = wait_signal(set, SIDECAR_POLL_MS);
+    if (sig == SIGTERM || sig == SIGINT) {
+      snprintf(reason, cap, "stopped (signal %d) before the vmm started", sig);
+      return -1;
+    }
   }
   return 0;
 }

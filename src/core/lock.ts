@@ -40,7 +40,18 @@ function takeFreeOrStale(path: string, what: string): Release | undefined {
       const fd = openSync(path, "wx", 0o600);
       writeSync(fd, me);
       closeSync(fd);
-      return () => rmSync(path, { force: true });
+      let released = false;
+      // Idempotent, and only ever removes our own lock: a second call, or a call after the
+      // lock was taken over, must not free someone else's.
+      return () => {
+        if (released) return;
+        released = true;
+        try {
+          if (readFileSync(path, "utf8") === me) rmSync(path, { force: true });
+        } catch {
+          // already gone (the VM directory was removed)
+        }
+      };
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === "ENOENT") {
         throw new CorralError("VM_NOT_FOUND", `${what} no longer exists`, {

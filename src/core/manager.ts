@@ -9,6 +9,7 @@ import {
   constants as fsConstants,
   mkdirSync,
   readdirSync,
+  readFileSync,
   renameSync,
   rmSync,
   statSync,
@@ -98,6 +99,8 @@ export interface StopOptions {
 const GUEST_CID = 3; // the sidecar is per VM, so CIDs need not be unique across VMs
 const SHIM_REPORT_TIMEOUT_MS = 10_000;
 const AGENT_RETRY_MS = 5;
+/** How long a freshly plugged guest channel may stay silent before it is plugged again. */
+const PLUGGED_ANSWER_MS = 20_000;
 
 export class Manager {
   private readonly driver: Driver;
@@ -235,6 +238,12 @@ export class Manager {
         });
       }
       const spec = parseSpec({ ...record.spec, name: target });
+      if (spec.mac !== undefined || (record.guestIp !== undefined && spec.ip !== undefined)) {
+        throw new CorralError("VM_STATE", `VM "${source}" has a fixed MAC or address`, {
+          hint: "a clone would share it on the network; create a new VM instead",
+        });
+      }
+      const network = parseNetworkMode(spec.network);
       const { id, paths: to } = claimInstanceDir(spec.name, "choose another name for the clone");
       try {
         const moved = (path: string) => join(to.dir, relative(from.dir, path));
@@ -255,6 +264,12 @@ export class Manager {
           readyAt: undefined,
           stoppedAt: undefined,
           accel: undefined,
+          // Not a pool member, and its own address on a switch.
+          pool: undefined,
+          guestIp:
+            network.kind === "switch" && spec.ip === undefined
+              ? allocateSwitchAddress(network.name)
+              : undefined,
           rootDisk:
             record.rootDisk === undefined
               ? undefined
@@ -378,7 +393,7 @@ export class Manager {
         signal,
       );
       readyNotice.close();
-      if (restore !== undefined) await agentFor(paths).setTime();
+
       writeFileSync(paths.readyFile, "");
       state = { ...state, state: "ready", readyAt: new Date().toISOString() };
       this.save(state, paths);
@@ -439,7 +454,7 @@ export class Manager {
       throw damaged(meta.name, "memory.bin does not match its SHA-256 (altered or corrupt)");
     }
     await driver.resume?.(vm);
-    await driver.plugGuestChannel(vm);
+    await this.plugUntilAnswered(vm);
   }
 
   /**
@@ -478,15 +493,22 @@ export class Manager {
       const vm = this.context(record, paths);
       const vmmVersion = (await driver.version?.()) ?? "unknown";
       mkdirSync(snapshotsRoot(), { recursive: true, mode: 0o700 });
-      const tmp = join(snapshotsRoot(), `.tmp-${snapshot}-${randomBytes(4).toString("hex")}`);
+      sweepDeadSnapshotTemps();
+      const tmp = join(
+        snapshotsRoot(),
+        `.tmp-${snapshot}-${process.pid}-${randomBytes(4).toString("hex")}`,
+      );
       mkdirSync(tmp, { mode: 0o700 });
       const wasPaused = record.state === "paused";
       let unplugged = false;
       let pausedAt = 0;
+      let lost: string | undefined;
       try {
         if (wasPaused) await driver.resume(vm);
-        await driver.unplugGuestChannel(vm);
+        // Set first: a device_del that was accepted but never confirmed still needs the
+        // channel put back.
         unplugged = true;
+        await driver.unplugGuestChannel(vm);
         await driver.pause(vm);
         pausedAt = Date.now();
         // Paused, and QEMU flushed the disks when it stopped: the copies are consistent
@@ -525,12 +547,29 @@ export class Manager {
         };
         writeSnapshotMeta(tmp, meta);
         renameSync(tmp, target.dir);
+        lost = await this.reattachGuestChannel(record, paths, wasPaused);
+        unplugged = false;
+        if (lost !== undefined) {
+          throw new CorralError(
+            "VM_FAILED",
+            `snapshot "${snapshot}" was saved, but VM "${name}" ${lost}`,
+            {
+              hint: `the snapshot is complete; restore it with "corral restore ${snapshot}"`,
+            },
+          );
+        }
         return meta;
       } catch (err) {
         rmSync(tmp, { recursive: true, force: true });
+        if (unplugged) {
+          const reason = await this.reattachGuestChannel(record, paths, wasPaused);
+          if (reason !== undefined) {
+            throw new CorralError("VM_FAILED", `the snapshot failed and VM "${name}" ${reason}`, {
+              cause: err,
+            });
+          }
+        }
         throw err;
-      } finally {
-        if (unplugged) await this.reattachGuestChannel(record, paths, wasPaused);
       }
     } finally {
       release();
@@ -542,39 +581,62 @@ export class Manager {
    * running again, a new guest channel, the clock set. A VM that cannot get its channel
    * back is of no use: it is killed and recorded as failed, with the reason.
    */
-  private async reattachGuestChannel(record: VmRecord, paths: InstancePaths, keepPaused: boolean) {
+  /** Returns why the VM was lost (killed and recorded failed), or undefined when it is back. */
+  private async reattachGuestChannel(
+    record: VmRecord,
+    paths: InstancePaths,
+    keepPaused: boolean,
+  ): Promise<string | undefined> {
     const vm = this.context(record, paths);
     try {
-      const before = readShimState(paths);
-      if (before === undefined) throw new CorralError("VM_FAILED", "the VM's shim is gone");
-      signalProcess(before.shimPid, "SIGUSR1");
-      const deadline = Date.now() + 10_000;
-      for (;;) {
-        const now = readShimState(paths);
-        if (
-          now?.sidecarPid !== null &&
-          now?.sidecarPid !== before.sidecarPid &&
-          existsSync(paths.vhostUserSocket)
-        ) {
-          break;
-        }
-        if (readVmmExit(paths) !== undefined) throw new CorralError("VM_FAILED", "the VMM exited");
-        if (Date.now() > deadline) {
-          throw new CorralError("VM_FAILED", "the vsock sidecar was not replaced within 10 s");
-        }
-        await sleep(5);
-      }
+      await swapSidecar(paths);
       await this.driver.resume?.(vm);
-      await this.driver.plugGuestChannel?.(vm);
-      await this.waitForAgent(record, paths, Promise.resolve(""));
-      await agentFor(paths).setTime();
+      await this.plugUntilAnswered(vm);
       if (keepPaused) await this.driver.pause?.(vm);
+      return undefined;
     } catch (err) {
-      const reason = `lost its guest channel after a snapshot: ${String(err)}`;
-      this.emit({ type: "notice", message: `VM "${record.name}" ${reason}; it was killed` });
+      const reason = `lost its guest channel after a snapshot: ${String(err)}; it was killed`;
       await this.finishStop({ ...record, state: "stopping", reason }, paths, true);
       this.save({ ...readRecord(paths.config, record.name), state: "failed", reason }, paths);
+      return reason;
     }
+  }
+
+  /**
+   * Plugs the guest channel into a running VM and waits for the agent to answer, then sets
+   * the guest clock. A channel that stays silent (the sidecar wedged: seen with
+   * vhost-device-vsock 0.3.0 when connections arrive during driver setup) is unplugged and
+   * plugged in again with a fresh sidecar, once.
+   */
+  private async plugUntilAnswered(vm: VmContext): Promise<void> {
+    const driver = this.driver;
+    if (driver.plugGuestChannel === undefined || driver.unplugGuestChannel === undefined) {
+      throw unsupported(driver.capabilities.backend, "snapshots");
+    }
+    const agent = agentFor(vm.paths);
+    for (let attempt = 1; ; attempt++) {
+      await driver.plugGuestChannel(vm);
+      const deadline = Date.now() + PLUGGED_ANSWER_MS;
+      let answered = false;
+      while (!answered && Date.now() < deadline) {
+        answered = await agent.ping({ timeoutMs: 2_000 }).then(
+          () => true,
+          () => false,
+        );
+        if (!answered) await sleep(AGENT_RETRY_MS);
+      }
+      if (answered) break;
+      if (attempt === 2) {
+        throw new CorralError("NOT_READY", "the guest agent did not answer on the new channel");
+      }
+      this.emit({
+        type: "notice",
+        message: "the guest channel stayed silent: plugging it in again",
+      });
+      await driver.unplugGuestChannel(vm);
+      await swapSidecar(vm.paths);
+    }
+    await agent.setTime();
   }
 
   /**
@@ -618,6 +680,9 @@ export class Manager {
       spec.name,
       `choose another --name, or remove it with "corral rm -f ${spec.name}"`,
     );
+    // Locked from its first moment: no other command may start this VM before it is ready,
+    // and a failure removes it while still holding the lock.
+    const release = await acquireLock(paths.lock, `VM "${spec.name}"`);
     const files = snapshotPaths(snapshot);
     try {
       const record: VmRecord = {
@@ -634,6 +699,7 @@ export class Manager {
         stoppedAt: undefined,
         accel: undefined,
         disks: [],
+        restoredFrom: snapshot,
         pool: options.pool === undefined ? undefined : { name: options.pool, taken: false },
       };
       if (meta.rootDisk !== undefined && meta.record.rootDisk !== undefined) {
@@ -651,20 +717,17 @@ export class Manager {
         record.disks.push({ path: overlay, format: "qcow2", readOnly: false, owned: true });
       }
       writeRecord(paths.config, record);
+      return await this.boot(record, paths, options.signal, meta);
     } catch (err) {
-      rmSync(paths.dir, { recursive: true, force: true });
-      throw err;
-    }
-    const release = await acquireLock(paths.lock, `VM "${spec.name}"`);
-    try {
-      return await this.boot(readRecord(paths.config, spec.name), paths, options.signal, meta);
-    } catch (err) {
-      release();
       // restore created this VM: one that never became ready is of no use to keep.
-      await this.remove(spec.name, { force: true }).catch(() => {});
+      releaseResources(paths);
+      await this.waitForShimGone(paths);
+      const doomed = join(vmsRoot(), `.removing-${id}`);
+      renameSync(paths.dir, doomed);
+      rmSync(doomed, { recursive: true, force: true });
       throw err;
     } finally {
-      if (existsSync(paths.lock)) release();
+      release();
     }
   }
 
@@ -695,7 +758,19 @@ export class Manager {
     return listSnapshots();
   }
 
-  removeSnapshot(name: string): void {
+  /** Refused while VMs (or other snapshots) still back onto its disks. */
+  async removeSnapshot(name: string): Promise<void> {
+    const users = [
+      ...(await this.list()).filter((vm) => vm.restoredFrom === name).map((vm) => `VM ${vm.name}`),
+      ...listSnapshots()
+        .filter((s) => s.record.restoredFrom === name)
+        .map((s) => `snapshot ${s.name}`),
+    ];
+    if (users.length > 0) {
+      throw new CorralError("SNAPSHOT", `snapshot "${name}" is in use by ${users.join(", ")}`, {
+        hint: "their disks are overlays on this snapshot's; remove them first",
+      });
+    }
     removeSnapshot(name);
   }
 
@@ -1018,6 +1093,10 @@ export class Manager {
     for (const vm of await this.list()) {
       if (vm.rootDisk !== undefined) digests.add(vm.rootDisk.manifestDigest);
     }
+    // A snapshot's frozen root disk backs onto its image's rootfs too.
+    for (const snap of listSnapshots()) {
+      if (snap.record.rootDisk !== undefined) digests.add(snap.record.rootDisk.manifestDigest);
+    }
     return digests;
   }
 
@@ -1225,6 +1304,57 @@ function checkSnapshottable(record: VmRecord): void {
       `${shared.path} is attached read-write and is not corral's to copy`,
       "attach it read-only (--disk PATH:ro), or use a disk corral created (--disk 10G)",
     );
+  }
+}
+
+/** Removes the temp directories of snapshots whose process died mid-way. */
+function sweepDeadSnapshotTemps(): void {
+  let names: string[] = [];
+  try {
+    names = readdirSync(snapshotsRoot());
+  } catch {
+    return;
+  }
+  for (const name of names) {
+    const pid = /^\.tmp-.+-(\d+)-[0-9a-f]{8}$/.exec(name)?.[1];
+    if (pid !== undefined && !isAlive(Number(pid))) {
+      rmSync(join(snapshotsRoot(), name), { recursive: true, force: true });
+    }
+  }
+}
+
+function isNamed(pid: number, comm: string): boolean {
+  try {
+    return readFileSync(`/proc/${pid}/comm`, "utf8").trim() === comm;
+  } catch {
+    return false;
+  }
+}
+
+/** The shim replaces the vsock sidecar (SIGUSR1); resolves once the new one listens. */
+async function swapSidecar(paths: InstancePaths): Promise<void> {
+  const before = readShimState(paths);
+  if (before === undefined) throw new CorralError("VM_FAILED", "the VM's shim is gone");
+  // SIGUSR1's default action kills: never send it to a reused pid.
+  if (!isNamed(before.shimPid, "vmm-shim"))
+    throw new CorralError("VM_FAILED", "the VM's shim is gone");
+  signalProcess(before.shimPid, "SIGUSR1");
+  const deadline = Date.now() + 10_000;
+  for (;;) {
+    const now = readShimState(paths);
+    if (
+      now !== undefined &&
+      now.sidecarPid !== null &&
+      now.sidecarPid !== before.sidecarPid &&
+      existsSync(paths.vhostUserSocket)
+    ) {
+      return;
+    }
+    if (readVmmExit(paths) !== undefined) throw new CorralError("VM_FAILED", "the VMM exited");
+    if (Date.now() > deadline) {
+      throw new CorralError("VM_FAILED", "the vsock sidecar was not replaced within 10 s");
+    }
+    await sleep(5);
   }
 }
 

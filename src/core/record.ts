@@ -76,6 +76,8 @@ export const recordSchema = z.object({
     })
     .optional(),
   guestCid: z.number().int(),
+  /** The snapshot this VM was restored from: its disks back onto that snapshot's files. */
+  restoredFrom: z.string().optional(),
   /** A member of a warm pool (daemon/pools.ts); `taken` once handed out. */
   pool: z.object({ name: z.string(), taken: z.boolean() }).optional(),
   /** The address corral gave the guest (on a switch, when the spec has no --ip). */

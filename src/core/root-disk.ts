@@ -19,7 +19,8 @@ export async function createOverlay(
 ): Promise<void> {
   const qemuImg = requireTool("qemu-img");
   if (sizeMiB !== undefined) {
-    const baseBytes = statSync(base).size;
+    // The base's virtual size (a qcow2 file is smaller than the disk it holds).
+    const baseBytes = baseFormat === "raw" ? statSync(base).size : await virtualSize(qemuImg, base);
     if (sizeMiB * 1024 * 1024 < baseBytes) {
       throw new CorralError(
         "INVALID_SPEC",
@@ -44,6 +45,13 @@ export async function createOverlay(
       cause: err,
     });
   }
+}
+
+async function virtualSize(qemuImg: string, path: string): Promise<number> {
+  const { stdout } = await run(qemuImg, ["info", "--output=json", "-U", path], { timeout: 30_000 });
+  const size = (JSON.parse(stdout) as { "virtual-size"?: number })["virtual-size"];
+  if (typeof size !== "number") throw new CorralError("INVALID_SPEC", `cannot size ${path}`);
+  return size;
 }
 
 /** A new, empty qcow2 data disk: sparse, so its size costs nothing until written. */

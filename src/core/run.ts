@@ -54,7 +54,20 @@ export async function runInVm(manager: Manager, options: RunOptions): Promise<Ru
   let ready: VmInfo;
   let rm = options.rm === true;
   if (options.fromPool !== undefined) {
-    ready = await manager.inspect(await takeFromPool(options.fromPool));
+    const taken = await takeFromPool(options.fromPool);
+    try {
+      ready = await manager.inspect(taken);
+      // The daemon's answer names a VM: run only in one that is this pool's, handed to us.
+      if (ready.pool?.name !== options.fromPool || ready.pool.taken !== true) {
+        throw new CorralError(
+          "POOL",
+          `the daemon handed out "${taken}", not a member of pool "${options.fromPool}"`,
+        );
+      }
+    } catch (err) {
+      if (!isCorralError(err, "POOL")) await manager.remove(taken, { force: true }).catch(() => {});
+      throw err;
+    }
     rm = true;
   } else if (options.fromSnapshot !== undefined) {
     // restore removes a VM that did not become ready itself.

@@ -4,7 +4,7 @@
  * CorralErrors with the daemon's code and hint.
  */
 import { spawn } from "node:child_process";
-import { closeSync, existsSync, openSync } from "node:fs";
+import { closeSync, existsSync, lstatSync, mkdirSync, openSync } from "node:fs";
 import { extname } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { fileURLToPath } from "node:url";
@@ -30,6 +30,13 @@ export class DaemonClient {
   static async ifRunning(): Promise<DaemonClient | undefined> {
     const { socket } = daemonPaths();
     if (!existsSync(socket)) return undefined;
+    // /tmp is shared: a socket in a directory someone else made could be anyone's daemon.
+    ensurePrivateDir(runRoot());
+    if (lstatSync(socket).uid !== process.getuid?.()) {
+      throw new CorralError("DAEMON", `${socket} does not belong to the current user`, {
+        hint: `remove it; corral starts its own daemon`,
+      });
+    }
     const candidate = new DaemonClient(
       new Client("http://corral-daemon", { socketPath: socket, connect: { timeout: 2_000 } }),
     );
@@ -47,6 +54,7 @@ export class DaemonClient {
     const running = await DaemonClient.ifRunning();
     if (running !== undefined) return running;
     const paths = daemonPaths();
+    mkdirSync(stateRoot(), { recursive: true, mode: 0o700 });
     const release = await acquireLock(paths.lock, "the corral daemon", START_TIMEOUT_MS);
     try {
       const raced = await DaemonClient.ifRunning();

@@ -5,7 +5,7 @@
  * services from the instance directories.
  */
 import { chmodSync, existsSync, rmSync } from "node:fs";
-import type { AddressInfo } from "node:net";
+import { type AddressInfo, connect } from "node:net";
 import Fastify, { type FastifyInstance } from "fastify";
 import { writeFileAtomicSync } from "../core/atomic.js";
 import {
@@ -24,6 +24,17 @@ import { type PoolInput, Pools } from "./pools.js";
 import { needsDaemon, type VmServiceParts, VmServices } from "./vm-services.js";
 
 export const DAEMON_VERSION = "1";
+
+function answers(socketPath: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const probe = connect(socketPath);
+    probe.once("connect", () => {
+      probe.destroy();
+      resolve(true);
+    });
+    probe.once("error", () => resolve(false));
+  });
+}
 const WATCH_INTERVAL_MS = 1_000;
 
 export interface DaemonOptions {
@@ -62,8 +73,19 @@ export class Daemon {
   async listen(): Promise<void> {
     const paths = daemonPaths();
     ensurePrivateDir(runRoot());
-    if (existsSync(paths.socket)) rmSync(paths.socket, { force: true });
+    if (existsSync(paths.socket)) {
+      if (await answers(paths.socket)) {
+        throw new CorralError("DAEMON", `a corral daemon already listens on ${paths.socket}`, {
+          hint: 'stop it first with "corral daemon stop"',
+        });
+      }
+      rmSync(paths.socket, { force: true });
+    }
     const app = Fastify({ logger: false, bodyLimit: 1024 * 1024 });
+    // Any request counts as use: the idle exit must not race a client that just connected.
+    app.addHook("onRequest", async () => {
+      this.idleSince = Date.now();
+    });
     this.routes(app);
     await app.listen({ path: paths.socket });
     chmodSync(paths.socket, 0o600);
@@ -111,8 +133,9 @@ export class Daemon {
     // A pool member that died is replaced.
     this.pools.kick();
     const idleMs = this.options.idleMs ?? 0;
-    if (this.vms.size > 0 || this.pools.size > 0) this.idleSince = Date.now();
-    else if (idleMs > 0 && Date.now() - this.idleSince > idleMs) {
+    if (this.vms.size > 0 || this.pools.size > 0 || this.queues.size > 0) {
+      this.idleSince = Date.now();
+    } else if (idleMs > 0 && Date.now() - this.idleSince > idleMs) {
       this.log("idle: exiting");
       await this.close();
       process.exit(0);

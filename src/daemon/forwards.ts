@@ -21,7 +21,9 @@ export class PortForwarder {
     readonly forward: PortForward,
     private readonly openGuest: (guestPort: number) => Promise<Duplex>,
   ) {
-    this.server = createServer({ pauseOnConnect: true }, (client) => this.accept(client));
+    this.server = createServer({ pauseOnConnect: true, allowHalfOpen: true }, (client) =>
+      this.accept(client),
+    );
   }
 
   /** Binds the host port now: a busy port is an error before anything else happens. */

@@ -67,6 +67,11 @@ export function parsePool(input: unknown): PoolDefinition {
       const issue = spec.error.issues[0];
       throw new CorralError("INVALID_SPEC", `${issue?.path.join(".")}: ${issue?.message}`);
     }
+    if (spec.data.mac !== undefined || spec.data.ip !== undefined) {
+      throw new CorralError("INVALID_SPEC", "mac/ip: pool VMs cannot share one MAC or address", {
+        hint: "drop --mac and --ip from the pool; switch VMs get addresses of their own",
+      });
+    }
     if (spec.data.ports.length > 0) {
       throw new CorralError("INVALID_SPEC", "ports: pool VMs cannot share host ports", {
         hint: "drop -p from the pool; forward ports to a VM you create yourself",

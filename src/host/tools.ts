@@ -91,7 +91,7 @@ export const HOST_TOOLS: readonly HostTool[] = [
     dev: true,
   },
   { command: "cpio", aptPackage: "cpio", purpose: "checks the initramfs writer", dev: true },
-  { command: "ip", aptPackage: "iproute2", purpose: "network namespaces in tests", dev: true },
+  { command: "ip", aptPackage: "iproute2", purpose: "TAP devices (--network tap:, as root)" },
   {
     command: "/usr/sbin/qemu-ga",
     aptPackage: "qemu-guest-agent",

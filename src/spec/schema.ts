@@ -117,17 +117,22 @@ export const specSchema = z
       .max(64, "at most 64 port forwards")
       .default([])
       .superRefine((ports, ctx) => {
-        const seen = new Set<string>();
         for (const [i, p] of ports.entries()) {
-          const key = `${p.hostIp}:${p.hostPort}`;
-          if (seen.has(key) || (seen.has(`0.0.0.0:${p.hostPort}`) && p.hostIp !== "0.0.0.0")) {
+          // 0.0.0.0 covers every address: it clashes with any other forward of that port.
+          const clash = ports
+            .slice(0, i)
+            .find(
+              (q) =>
+                q.hostPort === p.hostPort &&
+                (q.hostIp === p.hostIp || q.hostIp === "0.0.0.0" || p.hostIp === "0.0.0.0"),
+            );
+          if (clash !== undefined) {
             ctx.addIssue({
               code: "custom",
               path: [i],
-              message: `host port ${key} is forwarded twice`,
+              message: `host port ${p.hostIp}:${p.hostPort} clashes with ${clash.hostIp}:${clash.hostPort}`,
             });
           }
-          seen.add(key);
         }
       }),
     /** Egress allowlist (`--allow-host`), enforced by the host's proxy; empty: no egress. */

@@ -2,6 +2,7 @@ import type { Command } from "commander";
 import { daemonStatus, stopDaemon } from "../../daemon/control.js";
 import { runDaemon } from "../../daemon/main.js";
 import { formatPortForward } from "../../spec/ports.js";
+import { parseIntFlag } from "../options.js";
 import { printJson } from "../render.js";
 
 export function registerDaemonCommands(program: Command): void {
@@ -13,7 +14,8 @@ export function registerDaemonCommands(program: Command): void {
     .description("run the daemon in the foreground (it is started on demand otherwise)")
     .option("--idle-exit <seconds>", "exit after this long with nothing to serve (0: never)", "0")
     .action(async (flags: { idleExit: string }) => {
-      await runDaemon({ idleMs: Number(flags.idleExit) * 1000, foreground: true });
+      const idle = parseIntFlag(flags.idleExit, "--idle-exit", 0, 86_400);
+      await runDaemon({ idleMs: idle * 1000, foreground: true });
       await new Promise(() => {});
     });
   daemon

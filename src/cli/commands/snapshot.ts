@@ -30,7 +30,15 @@ export function registerSnapshotCommands(program: Command): void {
     .argument("<snapshot>", "snapshot name")
     .option("--json", "print the snapshot as JSON")
     .action(async (vm: string, name: string, flags: { json?: boolean }) => {
-      const meta = await manager().snapshot(vm, name);
+      // Ctrl-C mid-save would leave the VM paused without its guest channel: finish first.
+      const defer = () => process.stderr.write("corral: finishing the snapshot first\n");
+      process.on("SIGINT", defer);
+      let meta: SnapshotMeta;
+      try {
+        meta = await manager().snapshot(vm, name);
+      } finally {
+        process.off("SIGINT", defer);
+      }
       if (flags.json) return printJson(summary(meta));
       process.stdout.write(
         `${meta.name}: ${formatSize(meta.memory.size)} of state, VM paused ${meta.pausedMs} ms\n`,
@@ -59,9 +67,9 @@ export function registerSnapshotCommands(program: Command): void {
     .command("rm")
     .description("remove snapshots (VMs restored from them keep running)")
     .argument("<snapshot...>", "snapshot names")
-    .action((names: string[]) => {
+    .action(async (names: string[]) => {
       for (const name of names) {
-        manager().removeSnapshot(name);
+        await manager().removeSnapshot(name);
         process.stdout.write(`${name}\n`);
       }
     });

@@ -29,6 +29,7 @@ const QMP_CONNECT_TIMEOUT_MS = 15_000;
 /** device_del completes in ~90 ms under TCG with ACPI hotplug (docs/research/snapshot-spike.md). */
 const UNPLUG_TIMEOUT_MS = 5_000;
 const PLUG_TIMEOUT_MS = 10_000;
+const DRIVER_OK_TIMEOUT_MS = 10_000;
 const SAVE_TIMEOUT_MS = 300_000;
 const run = promisify(execFile);
 /** Debian's ovmf package: 4 MiB flash images (code read-only, variables per VM). */
@@ -36,6 +37,37 @@ const run = promisify(execFile);
 export const VIRTIOFSD = "/usr/lib/qemu/virtiofsd";
 export const OVMF_CODE = "/usr/share/OVMF/OVMF_CODE_4M.fd";
 export const OVMF_VARS_TEMPLATE = "/usr/share/OVMF/OVMF_VARS_4M.fd";
+
+/**
+ * Waits until the guest's driver has set up a hot-plugged virtio device. A hybrid-vsock
+ * CONNECT that reaches a guest whose vsock driver is still initialising was seen to wedge
+ * vhost-device-vsock 0.3.0 (the boot path waits for the agent's READY notice instead; a
+ * replugged device has no such notice, so the host asks QEMU). `x-query-virtio-status` is
+ * marked unstable: without it, a short pause has to do.
+ */
+async function waitForDriverOk(qmp: QmpClient, path: string): Promise<void> {
+  const deadline = Date.now() + DRIVER_OK_TIMEOUT_MS;
+  for (;;) {
+    let statuses: string[];
+    try {
+      const r = await qmp.execute<{ status?: { statuses?: string[] } }>("x-query-virtio-status", {
+        path,
+      });
+      statuses = r.status?.statuses ?? [];
+    } catch (err) {
+      if (isCorralError(err, "QMP")) {
+        await sleep(200);
+        return;
+      }
+      throw err;
+    }
+    if (statuses.some((s) => s.includes("DRIVER_OK"))) return;
+    if (Date.now() > deadline) {
+      throw new CorralError("TIMEOUT", "the guest did not set up the new vsock device within 10 s");
+    }
+    await sleep(5);
+  }
+}
 
 export class QemuDriver implements Driver {
   readonly capabilities: DriverCapabilities = {
@@ -177,6 +209,7 @@ export class QemuDriver implements Driver {
         },
         { timeoutMs: PLUG_TIMEOUT_MS },
       );
+      await waitForDriverOk(qmp, `/machine/peripheral/${VSOCK_DEVICE_ID}/virtio-backend`);
     });
   }
 

@@ -77,6 +77,8 @@ export async function tcpConnect(
       }
       finish();
       if (rest.length > 0) socket.unshift(rest);
+      // The guest's EOF must not end our sending side: half-closes go through both ways.
+      socket.allowHalfOpen = true;
       resolve(socket);
     };
     const onClose = () =>
