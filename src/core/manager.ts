@@ -74,7 +74,7 @@ import {
   verifySnapshotFiles,
   writeSnapshotMeta,
 } from "./snapshot-store.js";
-import { diskCounters, parseMeminfo, processUsage, type VmStats } from "./stats.js";
+import { diskCounters, parseMeminfo, parseNetDev, processUsage, type VmStats } from "./stats.js";
 import { allocateSwitchAddress, checkHostResources, prepareTap } from "./vm-network.js";
 
 export type ManagerEvent =
@@ -1066,11 +1066,15 @@ export class Manager {
       .filter((u): u is NonNullable<typeof u> => u !== undefined);
     const disks = await this.driver.blockStats?.(this.context(vm, vm.paths)).catch(() => []);
     let guestMemory: VmStats["guestMemory"];
+    let network: VmStats["network"] = [];
     if (vm.state === "ready") {
-      const meminfo = await agentFor(vm.paths)
-        .readFile("/proc/meminfo", { maxBytes: 64 * 1024 })
-        .catch(() => undefined);
+      const agent = agentFor(vm.paths);
+      const [meminfo, netdev] = await Promise.all([
+        agent.readFile("/proc/meminfo", { maxBytes: 64 * 1024 }).catch(() => undefined),
+        agent.readFile("/proc/net/dev", { maxBytes: 64 * 1024 }).catch(() => undefined),
+      ]);
       guestMemory = meminfo === undefined ? undefined : parseMeminfo(meminfo.toString("latin1"));
+      network = netdev === undefined ? [] : parseNetDev(netdev.toString("latin1"));
     }
     return {
       name,
@@ -1082,7 +1086,7 @@ export class Manager {
       },
       ...(guestMemory === undefined ? {} : { guestMemory }),
       disks: diskCounters(disks ?? []),
-      network: [],
+      network,
       at: new Date().toISOString(),
     };
   }

@@ -74,7 +74,37 @@ export interface VmStats {
   overhead: { rssBytes: number; cpuMs: number };
   guestMemory?: GuestMemory;
   disks: DiskCounters[];
-  /** Network counters arrive with network modes (issue 4). */
-  network: [];
+  /** The guest's interfaces as it counts them (/proc/net/dev), loopback excluded. */
+  network: NetCounters[];
   at: string;
+}
+
+export interface NetCounters {
+  interface: string;
+  rxBytes: number;
+  rxPackets: number;
+  txBytes: number;
+  txPackets: number;
+}
+
+/**
+ * /proc/net/dev from the guest (untrusted text): at most 64 interfaces, names of the kernel's
+ * shape, counters that are plain decimals; anything else is skipped.
+ */
+export function parseNetDev(text: string): NetCounters[] {
+  const out: NetCounters[] = [];
+  for (const line of text.split("\n").slice(2)) {
+    const match = /^\s*([A-Za-z0-9_.@-]{1,15}):\s*((?:\d{1,20}\s+){15}\d{1,20})\s*$/.exec(line);
+    if (match === null || match[1] === "lo") continue;
+    const n = match[2]!.trim().split(/\s+/).map(Number);
+    out.push({
+      interface: match[1]!,
+      rxBytes: n[0]!,
+      rxPackets: n[1]!,
+      txBytes: n[8]!,
+      txPackets: n[9]!,
+    });
+    if (out.length >= 64) break;
+  }
+  return out;
 }

@@ -12,9 +12,21 @@ const stats = async (name: string) => {
 };
 
 describe("stats", () => {
-  it("reports vCPU time, host and guest memory, corral's overhead and disk I/O", async () => {
+  it("reports vCPU time, host and guest memory, corral's overhead, disk and network I/O", async () => {
     assert.equal(
-      (await box.corral(["create", "--name", "meter", "--memory", "256M", "--disk", "32M"])).code,
+      (
+        await box.corral([
+          "create",
+          "--name",
+          "meter",
+          "--memory",
+          "256M",
+          "--disk",
+          "32M",
+          "--network",
+          "nat",
+        ])
+      ).code,
       0,
     );
     assert.equal((await box.corral(["start", "meter"])).code, 0);
@@ -43,6 +55,10 @@ describe("stats", () => {
     );
     assert.ok(written >= 4 * 1024 * 1024, `disk counters saw ${written} bytes written`);
     assert.ok(afterWrite.vmm.cpuMs >= before.vmm.cpuMs);
+    // The guest's own interface counters: DHCP already sent and received packets on eth0.
+    const eth0 = afterWrite.network.find((n: { interface: string }) => n.interface === "eth0");
+    assert.ok(eth0 !== undefined, JSON.stringify(afterWrite.network));
+    assert.ok(eth0.txPackets > 0 && eth0.rxBytes > 0, JSON.stringify(eth0));
     const table = await box.corral(["stats", "meter"]);
     assert.match(table.stdout.toString(), /^NAME\s+STATE\s+VCPU TIME/);
     assert.equal((await box.corral(["stop", "meter"])).code, 0);

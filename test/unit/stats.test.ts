@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { diskCounters, parseMeminfo, processUsage } from "../../src/core/stats.js";
+import { diskCounters, parseMeminfo, parseNetDev, processUsage } from "../../src/core/stats.js";
 
 describe("stats parsing", () => {
   it("reads the guest's meminfo and rejects nonsense", () => {
@@ -38,5 +38,21 @@ describe("stats parsing", () => {
     const usage = processUsage(process.pid);
     assert.ok(usage !== undefined && usage.rssBytes > 0 && usage.cpuMs >= 0);
     assert.equal(processUsage(2 ** 22 + 1), undefined);
+  });
+});
+
+describe("parseNetDev", () => {
+  const header =
+    "Inter-|   Receive                                                |  Transmit\n" +
+    " face |bytes    packets errs drop fifo frame compressed multicast|bytes    packets errs drop fifo colls carrier compressed\n";
+  it("reads each interface's byte and packet counters, without loopback", () => {
+    const text = `${header}    lo:     100       2    0    0    0     0          0         0      100       2    0    0    0     0       0          0\n  eth0: 123456     789    0    0    0     0          0         3    65432     321    0    0    0     0       0          0\n`;
+    assert.deepEqual(parseNetDev(text), [
+      { interface: "eth0", rxBytes: 123456, rxPackets: 789, txBytes: 65432, txPackets: 321 },
+    ]);
+  });
+  it("skips what the guest garbled instead of trusting it", () => {
+    const text = `${header}  eth0: 1 2 3\n  ev!l: 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16\n  eth1: -1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16\n`;
+    assert.deepEqual(parseNetDev(text), []);
   });
 });

@@ -138,7 +138,9 @@ export function registerLifecycleCommands(program: Command): void {
 
   program
     .command("stats")
-    .description("resource use of a running VM: vCPU time, memory (host and guest view), disk I/O")
+    .description(
+      "resource use of a running VM: vCPU time, memory (host and guest view), disk and network I/O",
+    )
     .argument("<name>", "VM name")
     .option("--json", "print JSON")
     .action(async (name: string, flags: { json?: boolean }) => {
@@ -146,7 +148,16 @@ export function registerLifecycleCommands(program: Command): void {
       if (flags.json) return printJson(stats);
       const mem = stats.guestMemory;
       printTable(
-        ["NAME", "STATE", "VCPU TIME", "VMM RSS", "CORRAL RSS", "GUEST MEM USED", "DISK R/W"],
+        [
+          "NAME",
+          "STATE",
+          "VCPU TIME",
+          "VMM RSS",
+          "CORRAL RSS",
+          "GUEST MEM USED",
+          "DISK R/W",
+          "NET RX/TX",
+        ],
         [
           [
             stats.name,
@@ -160,6 +171,9 @@ export function registerLifecycleCommands(program: Command): void {
             stats.disks.length === 0
               ? "-"
               : `${formatSize(stats.disks.reduce((n, d) => n + d.readBytes, 0))} / ${formatSize(stats.disks.reduce((n, d) => n + d.writtenBytes, 0))}`,
+            stats.network.length === 0
+              ? "-"
+              : `${formatSize(stats.network.reduce((n, i) => n + i.rxBytes, 0))} / ${formatSize(stats.network.reduce((n, i) => n + i.txBytes, 0))}`,
           ],
         ],
       );
