@@ -318,21 +318,23 @@ static pid_t spawn_child(char **argv, int out_fd, const char *ro_bind, char *err
   return pid;
 }
 
+/* Reaps a child if it exited (non-blocking). */
+static void reap_one(struct child *c) {
+  if (c->pid <= 0 || c->exited) return;
+  int st;
+  pid_t r;
+  do r = waitpid(c->pid, &st, WNOHANG);
+  while (r < 0 && errno == EINTR);
+  if (r == c->pid) {
+    c->exited = 1;
+    c->status = st;
+  }
+}
+
 /* Reaps whichever of our children exited. */
 static void reap(struct child *a, struct child *b) {
-  struct child *cs[2] = {a, b};
-  for (int i = 0; i < 2; i++) {
-    struct child *c = cs[i];
-    if (c->pid <= 0 || c->exited) continue;
-    int st;
-    pid_t r;
-    do r = waitpid(c->pid, &st, WNOHANG);
-    while (r < 0 && errno == EINTR);
-    if (r == c->pid) {
-      c->exited = 1;
-      c->status = st;
-    }
-  }
+  reap_one(a);
+  reap_one(b);
 }
 
 /* Sleeps until a signal arrives or `ms` pass; returns the signal number or 0. */
@@ -494,18 +496,7 @@ static int start_aux(struct aux *x, const sigset_t *set, char *reason, size_t ca
 }
 
 static void reap_auxes(void) {
-  for (int k = 0; k < naux; k++) {
-    struct child *c = &auxes[k].c;
-    if (c->pid <= 0 || c->exited) continue;
-    int st;
-    pid_t r;
-    do r = waitpid(c->pid, &st, WNOHANG);
-    while (r < 0 && errno == EINTR);
-    if (r == c->pid) {
-      c->exited = 1;
-      c->status = st;
-    }
-  }
+  for (int k = 0; k < naux; k++) reap_one(&auxes[k].c);
 }
 
 static int start_failed(struct child *vmm, struct child *sidecar, const char *reason) {

@@ -256,14 +256,7 @@ export class Manager {
           id,
           name: spec.name,
           spec,
-          state: "stopped",
-          reason: `cloned from ${source}`,
-          desired: "stopped",
-          createdAt: new Date().toISOString(),
-          startedAt: undefined,
-          readyAt: undefined,
-          stoppedAt: undefined,
-          accel: undefined,
+          ...newLife(`cloned from ${source}`),
           // Not a pool member, and its own address on a switch.
           pool: undefined,
           guestIp:
@@ -690,14 +683,7 @@ export class Manager {
         id,
         name: spec.name,
         spec,
-        state: "stopped",
-        reason: `restored from snapshot ${snapshot}`,
-        desired: "stopped",
-        createdAt: new Date().toISOString(),
-        startedAt: undefined,
-        readyAt: undefined,
-        stoppedAt: undefined,
-        accel: undefined,
+        ...newLife(`restored from snapshot ${snapshot}`),
         disks: [],
         restoredFrom: snapshot,
         pool: options.pool === undefined ? undefined : { name: options.pool, taken: false },
@@ -1266,6 +1252,20 @@ async function writeCloudInitSeed(record: VmRecord, paths: InstancePaths): Promi
     spec: record.spec.cloudInit ?? parseCloudInit({}),
     agentBinary,
   });
+}
+
+/** The fields a VM made from another one (clone, restore) starts its own life with. */
+function newLife(reason: string) {
+  return {
+    state: "stopped" as const,
+    reason,
+    desired: "stopped" as const,
+    createdAt: new Date().toISOString(),
+    startedAt: undefined,
+    readyAt: undefined,
+    stoppedAt: undefined,
+    accel: undefined,
+  };
 }
 
 /** Copies a disk while the VM is frozen (reflinked where the filesystem can). */
