@@ -1,7 +1,7 @@
 /** Turns CLI flag strings into spec fields; every error names the flag. */
 import { readFileSync } from "node:fs";
+import { createRequire } from "node:module";
 import { resolve } from "node:path";
-import { parse as parseYaml } from "yaml";
 import { CorralError } from "../errors.js";
 import { parseCredentials } from "../protocols/oci/credentials.js";
 import { parsePlatform } from "../protocols/oci/platform.js";
@@ -115,7 +115,9 @@ function readCloudInitFile(path: string): VmSpecInput["cloudInit"] {
     });
   }
   try {
-    return parseYaml(text) as VmSpecInput["cloudInit"];
+    // Loaded on use: most commands never read YAML, and every start-up pays for an import.
+    const { parse } = createRequire(import.meta.url)("yaml") as typeof import("yaml");
+    return parse(text) as VmSpecInput["cloudInit"];
   } catch (err) {
     throw new CorralError(
       "INVALID_ARGUMENT",

@@ -26,7 +26,6 @@ import { QemuDriver } from "../drivers/qemu/driver.js";
 import { CorralError, isCorralError } from "../errors.js";
 import { buildVmmShim } from "../host/vmm-shim-binary.js";
 import { buildAgent } from "../images/agent-binary.js";
-import { writeSeed } from "../images/cloud-init/seed.js";
 import { parseCloudInit } from "../images/cloud-init/spec.js";
 import { DEFAULT_IMAGE_NAME, findDefaultImage } from "../images/default-image.js";
 import type { ImageInfo } from "../images/image-info.js";
@@ -1246,6 +1245,8 @@ function claimInstanceDir(name: string, hint: string): { id: string; paths: Inst
  */
 async function writeCloudInitSeed(record: VmRecord, paths: InstancePaths): Promise<void> {
   const agentBinary = await readFile(await buildAgent());
+  // Loaded on use: the seed builder pulls in the YAML library, which only cloud images need.
+  const { writeSeed } = await import("../images/cloud-init/seed.js");
   writeSeed(paths.seed, {
     vmId: record.id,
     hostname: record.name,

@@ -50,10 +50,7 @@ describe("qemuArgs", () => {
     assert.ok(devices.includes("vhost-user-vsock-pci,chardev=vsock0,id=vsock,bus=rp1"));
     assert.ok(devices.includes("vmgenid,id=vmgenid0,guid=auto"));
     assert.ok(devices.includes("virtio-balloon-pci,id=balloon0,deflate-on-oom=on"));
-    assert.match(
-      valueAfter(argv, "-append")[0] ?? "",
-      /^console=ttyS0 corral.hostname=box corral.modules=virtio_balloon$/,
-    );
+    assert.match(valueAfter(argv, "-append")[0] ?? "", /^console=ttyS0 corral.hostname=box$/);
     assert.deepEqual(valueAfter(argv, "-incoming"), []);
   });
   it("restores without the vsock device, from an incoming migration socket", () => {
@@ -72,7 +69,7 @@ describe("qemuArgs", () => {
     const argv = qemuArgs("qemu", context({ cmdline: ["loglevel=7", "foo=$(reboot)"] }));
     assert.equal(
       valueAfter(argv, "-append")[0],
-      "console=ttyS0 corral.hostname=box corral.modules=virtio_balloon loglevel=7 foo=$(reboot)",
+      "console=ttyS0 corral.hostname=box loglevel=7 foo=$(reboot)",
     );
   });
   it("asks the guest for the modules and root disk the VM needs", () => {
@@ -83,7 +80,7 @@ describe("qemuArgs", () => {
     const argv = qemuArgs("qemu", vm);
     assert.match(
       valueAfter(argv, "-append")[0] ?? "",
-      / corral.modules=virtio_balloon,virtio_blk,crc32c_generic,ext4 corral.root=\/dev\/vda$/,
+      / corral.modules=virtio_blk,crc32c_generic,ext4 corral.root=\/dev\/vda$/,
     );
     assert.ok(
       valueAfter(argv, "-drive")[0]?.startsWith(
@@ -94,7 +91,7 @@ describe("qemuArgs", () => {
     assert.ok(valueAfter(argv, "-device").includes("virtio-blk-pci,drive=root"));
     assert.doesNotMatch(
       valueAfter(qemuArgs("qemu", context()), "-append")[0] ?? "",
-      /corral\.root|virtio_blk/,
+      /corral\.(modules|root)/,
     );
   });
   it("adds no NIC by default and a user-mode NIC with DHCP for nat", () => {
@@ -105,14 +102,11 @@ describe("qemuArgs", () => {
     assert.ok(
       valueAfter(nat, "-device").includes("virtio-net-pci,netdev=net0,mac=02:11:22:33:44:55"),
     );
-    assert.match(
-      valueAfter(nat, "-append")[0] ?? "",
-      /corral.modules=virtio_balloon,virtio_net corral.net=dhcp/,
-    );
+    assert.match(valueAfter(nat, "-append")[0] ?? "", /corral.modules=virtio_net corral.net=dhcp/);
   });
   it("uses the mmio vsock device on microvm", () => {
     const argv = qemuArgs("qemu", context({ machine: "microvm" }));
-    assert.match(valueAfter(argv, "-append")[0] ?? "", /corral.modules=virtio_mmio,virtio_balloon/);
+    assert.match(valueAfter(argv, "-append")[0] ?? "", /corral.modules=virtio_mmio/);
     assert.ok(valueAfter(argv, "-device").some((d) => d.startsWith("vhost-user-vsock-device,")));
   });
   it("points the sidecar at the same sockets", () => {

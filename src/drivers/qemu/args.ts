@@ -144,8 +144,6 @@ function moduleArgs(vm: VmContext, microvm: boolean): string[] {
   const rootDisk = vm.rootDisk !== undefined;
   const modules = [
     ...(microvm ? ["virtio_mmio"] : []),
-    // `corral set --memory-target` needs the guest's balloon driver.
-    "virtio_balloon",
     ...(vm.spec.network !== "none" ? ["virtio_net"] : []),
     ...(vm.disks.length > 0 && !rootDisk ? ["virtio_blk"] : []),
     // ext4 needs crc32c, a soft dependency that modprobe with modules.dep does not follow.
@@ -153,7 +151,7 @@ function moduleArgs(vm: VmContext, microvm: boolean): string[] {
     ...(vm.spec.mounts.some((m) => m.type === "9p") ? ["9pnet_virtio", "9p"] : []),
     ...(vm.spec.mounts.some((m) => m.type === "virtiofs") ? ["virtiofs"] : []),
   ];
-  return [`corral.modules=${modules.join(",")}`];
+  return modules.length === 0 ? [] : [`corral.modules=${modules.join(",")}`];
 }
 
 /** How the guest's init configures eth0: DHCP, a static address, or just the link. */
