@@ -638,7 +638,15 @@ int main(int argc, char **argv) {
       stop_child(&sidecar, &vmm, &set);
       sidecar_seen_ms = -1;
       char why[1024];
-      if (start_sidecar(&sidecar, &vmm, &set, why, sizeof why) != 0) {
+      int started = start_sidecar(&sidecar, &vmm, &set, why, sizeof why);
+      if (started == 2) {
+        /* Asked to stop while the new sidecar came up: that is a stop, not a failure. */
+        stop_requested = 1;
+        logmsg("got a stop signal during the sidecar swap, sending SIGTERM to the vmm");
+        kill(vmm.pid, SIGTERM);
+        continue;
+      }
+      if (started != 0) {
         snprintf(reason, sizeof reason, "replacing the vsock sidecar failed: %s", why);
         logmsg("%s; killing the vmm", reason);
         kill(vmm.pid, SIGKILL);
