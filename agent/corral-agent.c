@@ -40,6 +40,9 @@
 #define MAX_IN_PAYLOAD (1024 * 1024)
 #define CHUNK (64 * 1024)
 #define REQUEST_TIMEOUT_MS 30000
+/* How long a kept connection (keep=1) may sit idle between requests. The host closes its idle
+ * connections well before this; the limit only bounds a host that forgot one. */
+#define KEEP_IDLE_MS 120000
 /* After the child exits, a background grandchild may keep its pipes open: read what is
  * there, but never longer than this. */
 #define DRAIN_LIMIT_MS 2000
@@ -266,6 +269,7 @@ struct request {
   int has_time;
   uint64_t port;
   const char *host;
+  int keep;
 };
 
 /* Parses the NUL-terminated key=value list in place. Returns NULL or an error message. */
@@ -314,6 +318,9 @@ static const char *parse_request(char *p, uint32_t len, struct request *rq) {
       if (parse_u64(v, 65535, &rq->port) || rq->port == 0) return "port must be 1..65535";
     } else if (!strcmp(k, "host")) {
       rq->host = v;
+    } else if (!strcmp(k, "keep")) {
+      if (strcmp(v, "0") && strcmp(v, "1")) return "keep must be 0 or 1";
+      rq->keep = v[0] == '1';
     } else if (!strcmp(k, "version")) {
       if (strcmp(v, PROTOCOL_VERSION)) return "unsupported protocol version";
     } else {
@@ -432,7 +439,7 @@ static int become(const struct ident *id) {
 
 /* --------------------------------------------------------------------- ping */
 
-static void op_ping(int sock) {
+static int op_ping(int sock) {
   struct kv kv = {.len = 0};
   struct utsname u;
   struct timespec ts;
@@ -447,25 +454,25 @@ static void op_ping(int sock) {
   }
   clock_gettime(CLOCK_BOOTTIME, &ts);
   kv_addu(&kv, "uptime_ms", (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000);
-  send_frame(sock, 'P', kv.buf, (uint32_t)kv.len);
+  return send_frame(sock, 'P', kv.buf, (uint32_t)kv.len) == 0;
 }
 
 /* The guest's clock stands still while its VM is paused or snapshotted; the host sets it
  * back to the real time on resume. */
-static void op_set_time(int sock, const struct request *rq) {
+static int op_set_time(int sock, const struct request *rq) {
   if (!rq->has_time) {
     send_fail(sock, "BAD_REQUEST", NULL, "set_time needs time_ms");
-    return;
+    return 0;
   }
   struct timespec ts = {.tv_sec = (time_t)(rq->time_ms / 1000),
                         .tv_nsec = (long)(rq->time_ms % 1000) * 1000000L};
   if (clock_settime(CLOCK_REALTIME, &ts) < 0) {
     send_fail(sock, errno_code(errno), "set_time", "clock_settime: %s", strerror(errno));
-    return;
+    return 0;
   }
   struct kv kv = {.len = 0};
   kv_addu(&kv, "time_ms", rq->time_ms);
-  send_frame(sock, 'Z', kv.buf, (uint32_t)kv.len);
+  return send_frame(sock, 'Z', kv.buf, (uint32_t)kv.len) == 0;
 }
 
 /* ---------------------------------------------------------------- files ops */
@@ -559,6 +566,19 @@ abandon:
 
 static int sigchld_pipe[2] = {-1, -1};
 
+/* Signals the agent inherited as ignored (besides SIGPIPE, which it ignores itself). Ignored
+ * dispositions survive exec, so a command must get them back as default; handled ones are
+ * reset by exec itself. */
+static uint64_t inherited_ignored;
+
+static void note_inherited_ignored(void) {
+  for (int s = 1; s < 65; s++) {
+    struct sigaction old;
+    if (s != SIGPIPE && sigaction(s, NULL, &old) == 0 && old.sa_handler == SIG_IGN)
+      inherited_ignored |= (uint64_t)1 << (s - 1);
+  }
+}
+
 static void on_sigchld(int sig) {
   (void)sig;
   int saved = errno;
@@ -580,13 +600,19 @@ static void child_fail(int fd, int stage, int err) {
   _exit(127);
 }
 
+/*
+ * Runs in the child of fork() or vfork(). Under vfork it shares the handler's memory until it
+ * execs, so it only makes system calls, writes its own stack and `environ` (which the
+ * handler restores).
+ */
 static void child_main(const struct request *rq, const struct ident *id, char **envp,
                        int in_fd, int out_fd, int err_fd, int report_fd) {
   if (setsid() < 0) child_fail(report_fd, 3, errno);
   if (dup2(in_fd, 0) < 0 || dup2(out_fd, 1) < 0 || dup2(err_fd, 2) < 0)
     child_fail(report_fd, 3, errno);
-  /* The agent ignores SIGPIPE; ignored dispositions survive exec, so reset everything. */
-  for (int s = 1; s < 65; s++) signal(s, SIG_DFL);
+  signal(SIGPIPE, SIG_DFL);
+  for (int s = 1; s < 65; s++)
+    if (inherited_ignored & ((uint64_t)1 << (s - 1))) signal(s, SIG_DFL);
   sigset_t all;
   sigemptyset(&all);
   sigprocmask(SIG_SETMASK, &all, NULL);
@@ -756,33 +782,58 @@ static void reap(pid_t pid, int *status) {
   }
 }
 
-static void op_exec(int sock, struct request *rq, unsigned char *buf) {
+/*
+ * vfork: no page tables to copy and no copy-on-write faults afterwards, which is most of what a
+ * process start costs under TCG. Switching users needs set*id calls that are not safe while
+ * sharing the handler's memory, so that case forks. Its own function, so that nothing of the
+ * caller's lives in registers across the vfork.
+ */
+__attribute__((noinline)) static pid_t start_child(const struct request *rq,
+                                                   const struct ident *id, char **envp,
+                                                   int in_fd, int out_fd, int err_fd,
+                                                   int report_fd) {
+  char **saved_environ = environ;
+  pid_t pid = id ? fork() : vfork();
+  if (pid == 0) child_main(rq, id, envp, in_fd, out_fd, err_fd, report_fd);
+  environ = saved_environ;
+  return pid;
+}
+
+/* Closes both ends of a pipe and marks them closed. */
+static void close_pair(int p[2]) {
+  close_fd(&p[0]);
+  close_fd(&p[1]);
+}
+
+/* Returns 1 when the command ran and its exit frame was sent; 0 after a failure or a
+ * disconnect (the connection is then over). */
+static int op_exec(int sock, struct request *rq, unsigned char *buf) {
   if (rq->argc == 0) {
     send_fail(sock, "BAD_REQUEST", NULL, "exec needs at least one arg");
-    return;
+    return 0;
   }
   struct ident id, *idp = NULL;
-  const char *home = "/root";
+  char home[PATH_MAX] = "/root";
   if (rq->user) {
     const char *e = resolve_user(rq->user, &id);
     if (e) {
       send_fail(sock, "NO_SUCH_USER", "user", "user \"%s\": %s", rq->user, e);
-      return;
+      return 0;
     }
     idp = &id;
-    home = id.home;
+    snprintf(home, sizeof home, "%s", id.home);
   } else {
     struct ident self;
     memset(&self, 0, sizeof self);
-    if (passwd_lookup(NULL, getuid(), &self) == 0) home = strdup(self.home);
+    if (passwd_lookup(NULL, getuid(), &self) == 0) snprintf(home, sizeof home, "%s", self.home);
   }
   char **envp = build_env(rq, home);
-  int in_p[2] = {-1, -1}, out_p[2], err_p[2], rep_p[2];
+  int in_p[2] = {-1, -1}, out_p[2] = {-1, -1}, err_p[2] = {-1, -1}, rep_p[2] = {-1, -1};
   if (!envp || pipe2(sigchld_pipe, O_CLOEXEC | O_NONBLOCK) < 0 || pipe2(out_p, O_CLOEXEC) < 0 ||
       pipe2(err_p, O_CLOEXEC) < 0 || pipe2(rep_p, O_CLOEXEC) < 0 ||
       (rq->stdin_stream ? pipe2(in_p, O_CLOEXEC) : (in_p[0] = open("/dev/null", O_RDONLY | O_CLOEXEC))) < 0) {
     send_fail(sock, errno_code(errno), "setup", "exec setup: %s", strerror(errno));
-    return;
+    return 0;
   }
   struct sigaction sa;
   memset(&sa, 0, sizeof sa);
@@ -790,26 +841,36 @@ static void op_exec(int sock, struct request *rq, unsigned char *buf) {
   sa.sa_flags = SA_RESTART | SA_NOCLDSTOP;
   sigaction(SIGCHLD, &sa, NULL);
 
-  pid_t pid = fork();
+  pid_t pid = start_child(rq, idp, envp, in_p[0], out_p[1], err_p[1], rep_p[1]);
+  free(envp[0]);
+  free(envp);
   if (pid < 0) {
     send_fail(sock, errno_code(errno), "setup", "fork: %s", strerror(errno));
-    return;
+    close_pair(in_p);
+    close_pair(out_p);
+    close_pair(err_p);
+    close_pair(rep_p);
+    close_pair(sigchld_pipe);
+    return 0;
   }
-  if (pid == 0) child_main(rq, idp, envp, in_p[0], out_p[1], err_p[1], rep_p[1]);
-  close(in_p[0]);
-  close(out_p[1]);
-  close(err_p[1]);
-  close(rep_p[1]);
+  close_fd(&in_p[0]);
+  close_fd(&out_p[1]);
+  close_fd(&err_p[1]);
+  close_fd(&rep_p[1]);
 
   /* EOF on the report pipe means exec succeeded (it is close-on-exec). */
   struct child_err ce;
   ssize_t got;
   while ((got = read(rep_p[0], &ce, sizeof ce)) < 0 && errno == EINTR) {
   }
-  close(rep_p[0]);
+  close_fd(&rep_p[0]);
   if (got == (ssize_t)sizeof ce) {
     int status;
     reap(pid, &status);
+    close_pair(in_p);
+    close_pair(out_p);
+    close_pair(err_p);
+    close_pair(sigchld_pipe);
     if (ce.stage == 2)
       send_fail(sock, errno_code(ce.err), "exec", "exec \"%s\": %s", rq->argv[0], strerror(ce.err));
     else if (ce.stage == 1)
@@ -820,7 +881,7 @@ static void op_exec(int sock, struct request *rq, unsigned char *buf) {
                 strerror(ce.err));
     else
       send_fail(sock, errno_code(ce.err), "setup", "exec setup: %s", strerror(ce.err));
-    return;
+    return 0;
   }
 
   struct exec_io io;
@@ -931,8 +992,8 @@ static void op_exec(int sock, struct request *rq, unsigned char *buf) {
   if (WIFSIGNALED(status)) kv_addu(&kv, "signal", (uint64_t)WTERMSIG(status));
   else kv_addu(&kv, "code", (uint64_t)WEXITSTATUS(status));
   if (timed_out) kv_add(&kv, "timeout", "1");
-  send_frame(sock, 'X', kv.buf, (uint32_t)kv.len);
-  return;
+  close_pair(sigchld_pipe);
+  return send_frame(sock, 'X', kv.buf, (uint32_t)kv.len) == 0;
 
 disconnect:
   /* The host is gone (or broke the protocol): nobody will read the output, stop everything. */
@@ -941,7 +1002,9 @@ disconnect:
   close_fd(&io.in_fd);
   close_fd(&io.pipes[0]);
   close_fd(&io.pipes[1]);
+  close_pair(sigchld_pipe);
   if (violation) send_fail(sock, "BAD_REQUEST", NULL, "unexpected frame during exec");
+  return 0;
 }
 
 /* -------------------------------------------------------------------- relay */
@@ -1103,61 +1166,86 @@ static void relay_egress(int client, unsigned vsock_port) {
 
 /* ------------------------------------------------------------------ handler */
 
-static void handle(int sock) {
-  unsigned char *buf = malloc(MAX_IN_PAYLOAD + 1);
-  if (!buf) return;
-  char type;
-  uint32_t len;
-  int r = read_frame(sock, &type, buf, &len, now_ms() + REQUEST_TIMEOUT_MS);
-  if (r == -1 || r == -2) return;
-  if (r == -3 || type != 'R') {
-    send_fail(sock, "BAD_REQUEST", NULL, r == -3 ? "frame too large" : "expected a request frame");
-    return;
+/*
+ * Serves one request. Returns 1 when the host asked to keep the connection (keep=1) and the
+ * operation ended with its success frame, so the next request may follow on the same
+ * connection; only ops that leave this process as it was (ping, set_time, exec) qualify.
+ */
+static int serve(int sock, struct request *rq, unsigned char *buf) {
+  if (rq->keep && strcmp(rq->op, "ping") && strcmp(rq->op, "exec") && strcmp(rq->op, "set_time")) {
+    send_fail(sock, "BAD_REQUEST", NULL, "keep=1 is only allowed with ping, set_time and exec");
+    return 0;
   }
-  /* The request strings point into this copy; buf is reused for data frames. */
-  char *req = malloc(len + 1);
-  if (!req) return;
-  memcpy(req, buf, len);
-  req[len] = '\0';
-  struct request rq;
-  const char *err = parse_request(req, len, &rq);
-  if (err) {
-    send_fail(sock, "BAD_REQUEST", NULL, "%s", err);
-    return;
-  }
-  if (!strcmp(rq.op, "ping")) {
-    op_ping(sock);
-  } else if (!strcmp(rq.op, "exec")) {
-    op_exec(sock, &rq, buf);
-  } else if (!strcmp(rq.op, "set_time")) {
-    op_set_time(sock, &rq);
-  } else if (!strcmp(rq.op, "tcp_connect")) {
-    op_tcp_connect(sock, &rq);
-  } else if (!strcmp(rq.op, "read_file") || !strcmp(rq.op, "write_file")) {
-    if (!rq.path || rq.path[0] != '/') {
+  int ok = 0;
+  if (!strcmp(rq->op, "ping")) {
+    ok = op_ping(sock);
+  } else if (!strcmp(rq->op, "exec")) {
+    ok = op_exec(sock, rq, buf);
+  } else if (!strcmp(rq->op, "set_time")) {
+    ok = op_set_time(sock, rq);
+  } else if (!strcmp(rq->op, "tcp_connect")) {
+    op_tcp_connect(sock, rq);
+  } else if (!strcmp(rq->op, "read_file") || !strcmp(rq->op, "write_file")) {
+    if (!rq->path || rq->path[0] != '/') {
       send_fail(sock, "BAD_REQUEST", NULL, "path must be absolute");
-      return;
+      return 0;
     }
-    if (rq.user) {
+    if (rq->user) {
       /* Switching identity in this per-connection process makes the kernel apply the user's
        * permissions and ownership, exactly as for a program the user ran. */
       struct ident id;
-      const char *e = resolve_user(rq.user, &id);
+      const char *e = resolve_user(rq->user, &id);
       if (e) {
-        send_fail(sock, "NO_SUCH_USER", "user", "user \"%s\": %s", rq.user, e);
-        return;
+        send_fail(sock, "NO_SUCH_USER", "user", "user \"%s\": %s", rq->user, e);
+        return 0;
       }
       if (become(&id) < 0) {
-        send_fail(sock, errno_code(errno), "user", "switch to user \"%s\": %s", rq.user,
+        send_fail(sock, errno_code(errno), "user", "switch to user \"%s\": %s", rq->user,
                   strerror(errno));
-        return;
+        return 0;
       }
     }
-    if (rq.op[0] == 'r') op_read_file(sock, &rq, buf);
-    else op_write_file(sock, &rq, buf);
+    if (rq->op[0] == 'r') op_read_file(sock, rq, buf);
+    else op_write_file(sock, rq, buf);
   } else {
-    send_fail(sock, "BAD_REQUEST", NULL, "unknown op \"%s\"", rq.op);
+    send_fail(sock, "BAD_REQUEST", NULL, "unknown op \"%s\"", rq->op);
   }
+  return ok && rq->keep;
+}
+
+/* A connection's life: one request, or a series of them while the host keeps it. A kept
+ * handler is a warm process: its pages are already faulted in, which under TCG is worth more
+ * than the fork it saves. */
+static void handle(int sock) {
+  unsigned char *buf = malloc(MAX_IN_PAYLOAD + 1);
+  if (!buf) return;
+  int64_t wait_ms = REQUEST_TIMEOUT_MS;
+  for (;;) {
+    char type;
+    uint32_t len;
+    int r = read_frame(sock, &type, buf, &len, now_ms() + wait_ms);
+    if (r == -1 || r == -2) break;
+    if (r == -3 || type != 'R') {
+      send_fail(sock, "BAD_REQUEST", NULL, r == -3 ? "frame too large" : "expected a request frame");
+      break;
+    }
+    /* The request strings point into this copy; buf is reused for data frames. */
+    char *req = malloc(len + 1);
+    if (!req) break;
+    memcpy(req, buf, len);
+    req[len] = '\0';
+    struct request rq;
+    const char *err = parse_request(req, len, &rq);
+    int kept = 0;
+    if (err) send_fail(sock, "BAD_REQUEST", NULL, "%s", err);
+    else kept = serve(sock, &rq, buf);
+    free(rq.argv);
+    free(rq.env);
+    free(req);
+    if (!kept) break;
+    wait_ms = KEEP_IDLE_MS;
+  }
+  free(buf);
 }
 
 /* Closing with unread input makes the host's pending writes fail (EPIPE/RST) and can discard
@@ -1332,6 +1420,7 @@ int main(int argc, char **argv) {
   sa.sa_handler = SIG_IGN;
   sa.sa_flags = SA_NOCLDWAIT;
   sigaction(SIGCHLD, &sa, NULL);
+  note_inherited_ignored();
   umask(022);
 
   int lfd = listen_socket(unix_path, (unsigned)port);

@@ -1,7 +1,8 @@
 /**
  * Exec benchmark, in ONE running VM that has both agents: (a) corral's exec of `true`
- * (AgentClient.run over a fresh hybrid-vsock connection: what `manager.exec` /
- * `manager.agent(name).run` do, minus the CLI), vs (b) qemu-guest-agent's guest-exec of
+ * (AgentClient.run with the Manager's keep-alive settings: what `manager.exec` /
+ * `manager.agent(name).run` do, minus the CLI; a kept hybrid-vsock connection whose guest
+ * handler is warm), vs (b) qemu-guest-agent's guest-exec of
  * /bin/true + guest-exec-status polled until `exited` (one persistent chardev connection, the
  * next poll sent as soon as the previous reply arrived). Interleaved, medians and p90;
  * last line `ratio: a/b` (median over median).
@@ -46,7 +47,13 @@ if (image === undefined) throw new Error('no default image: run "corral setup" f
 const corral: number[] = [];
 const qga: number[] = [];
 const polls: number[] = [];
-const parts = { connect: [] as number[], ping: [] as number[], qgaPing: [] as number[] };
+const parts = {
+  connect: [] as number[],
+  ping: [] as number[],
+  keptPing: [] as number[],
+  qgaPing: [] as number[],
+  fresh: [] as number[],
+};
 let bootMs = 0;
 let spawnMs = 0;
 let added = "";
@@ -73,7 +80,7 @@ try {
 
   const corralExec = async () => {
     const start = performance.now();
-    const r = await vm.agent.run({ argv: ["true"] });
+    const r = await vm.keptAgent.run({ argv: ["true"] });
     const elapsed = performance.now() - start;
     if (r.exitCode !== 0) throw new Error(`corral exec true exited ${r.exitCode}`);
     return elapsed;
@@ -113,6 +120,8 @@ try {
       socket.destroy();
     }, parts.connect);
     await timed(() => vm.agent.ping(), parts.ping);
+    await timed(() => vm.keptAgent.ping(), parts.keptPing);
+    await timed(() => vm.agent.run({ argv: ["true"] }), parts.fresh);
     await timed(() => client.execute("guest-ping"), parts.qgaPing);
   }
   // The guest's own cost of one process (fork + exec + wait of /bin/true by a shell), from
@@ -157,7 +166,7 @@ try {
 const list = (v: number[]) =>
   `median ${median(v).toFixed(1)} ms, p90 ${percentile(v, 90).toFixed(1)} ms`;
 say(
-  `corral exec true (AgentClient.run: vsock connect + exec + exit frame), ${runs} runs: ${list(corral)}`,
+  `corral exec true (AgentClient.run, kept connection: exec + exit frame), ${runs} runs: ${list(corral)}`,
 );
 say(
   `qemu-ga guest-exec /bin/true + guest-exec-status until exited, ${runs} runs: ${list(qga)} ` +
@@ -165,8 +174,10 @@ say(
 );
 say(
   `same VM, no process started: hybrid-vsock connect to the agent ${list(parts.connect)}; ` +
-    `connect + ping frame ${list(parts.ping)}; qemu-ga guest-ping ${list(parts.qgaPing)}`,
+    `connect + ping frame ${list(parts.ping)}; ping on a kept connection ${list(parts.keptPing)}; ` +
+    `qemu-ga guest-ping ${list(parts.qgaPing)}`,
 );
+say(`corral exec true on a fresh connection each time (no keep-alive): ${list(parts.fresh)}`);
 say(
   `guest fork + exec + wait of /bin/true from a shell loop: ${spawnMs.toFixed(1)} ms per process`,
 );

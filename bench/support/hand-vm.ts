@@ -9,6 +9,7 @@ import { type ChildProcess, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { mkdirSync, openSync, readFileSync } from "node:fs";
 import { ensurePrivateDir, instancePaths } from "../../src/core/layout.js";
+import { AGENT_KEEP_ALIVE } from "../../src/core/manager.js";
 import { waitForPath } from "../../src/core/wait.js";
 import type { VmContext } from "../../src/drivers/driver.js";
 import { qemuArgs, vhostVsockArgs } from "../../src/drivers/qemu/args.js";
@@ -24,7 +25,10 @@ import type { Teardown } from "./env.js";
 
 export interface HandVm {
   vm: VmContext;
+  /** A fresh connection per operation. */
   agent: AgentClient;
+  /** Idle connections kept for reuse, as manager.exec does. */
+  keptAgent: AgentClient;
   qemu: ChildProcess;
   sidecar: ChildProcess;
   /** Host milliseconds from QEMU's spawn to the agent's READY notice. */
@@ -94,9 +98,11 @@ export async function launchByHand(opts: {
     ready.close();
   }
   const bootMs = performance.now() - start;
-  const agent = new AgentClient(() =>
-    connectVsock(paths.vsockSocket, AGENT_VSOCK_PORT, { timeoutMs: 5_000 }),
-  );
+  const connect = () => connectVsock(paths.vsockSocket, AGENT_VSOCK_PORT, { timeoutMs: 5_000 });
+  const agent = new AgentClient(connect);
+  // What manager.exec / manager.agent(name) use: idle connections kept for reuse.
+  const keptAgent = new AgentClient(connect, { keepAlive: AGENT_KEEP_ALIVE });
+  opts.teardown.add("kept agent connections", () => keptAgent.close());
   await agent.ping();
-  return { vm, agent, qemu, sidecar, bootMs };
+  return { vm, agent, keptAgent, qemu, sidecar, bootMs };
 }

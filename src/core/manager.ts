@@ -30,7 +30,12 @@ import { parseCloudInit } from "../images/cloud-init/spec.js";
 import { DEFAULT_IMAGE_NAME, findDefaultImage } from "../images/default-image.js";
 import type { ImageInfo } from "../images/image-info.js";
 import { findOciImage, type OciImage } from "../images/oci-store.js";
-import { AgentClient, type ExecProcess, type ExecRequest } from "../protocols/agent/client.js";
+import {
+  AgentClient,
+  type ExecProcess,
+  type ExecRequest,
+  type KeptConnectionsOptions,
+} from "../protocols/agent/client.js";
 import { AGENT_READY_PORT, AGENT_VSOCK_PORT } from "../protocols/agent/ports.js";
 import { connectVsock } from "../protocols/hybrid-vsock/connect.js";
 import { firstGuestLine } from "../protocols/hybrid-vsock/listen.js";
@@ -100,10 +105,18 @@ const SHIM_REPORT_TIMEOUT_MS = 10_000;
 const AGENT_RETRY_MS = 5;
 /** How long a freshly plugged guest channel may stay silent before it is plugged again. */
 const PLUGGED_ANSWER_MS = 20_000;
+/**
+ * exec() and agent() keep a few idle agent connections per VM: a warm guest handler saves a
+ * process start per command (docs/agent-protocol.md, keep=1). Idle ones never hold the
+ * process open and close well before the agent's own 120 s limit.
+ */
+export const AGENT_KEEP_ALIVE = { idleMs: 10_000, max: 4 };
 
 export class Manager {
   private readonly driver: Driver;
   private readonly emit: (event: ManagerEvent) => void;
+  /** By vsock socket path; `life` is the VM's startedAt, so a restarted VM gets new ones. */
+  private readonly keptAgents = new Map<string, { life: string; client: AgentClient }>();
 
   constructor(options: ManagerOptions = {}) {
     this.driver = options.driver ?? new QemuDriver();
@@ -473,6 +486,8 @@ export class Manager {
       throw unsupported(driver.capabilities.backend, "snapshots");
     }
     const { paths } = this.load(name);
+    // The guest channel is replaced during a snapshot: its connections die with it.
+    this.forgetAgent(paths.vsockSocket);
     const release = await acquireLock(paths.lock, `VM "${name}"`);
     try {
       const record = reconcile(readRecord(paths.config, name), paths);
@@ -843,6 +858,7 @@ export class Manager {
   /** Graceful stop (ACPI power button), then SIGKILL after the timeout. */
   async stop(name: string, options: StopOptions = {}): Promise<VmInfo> {
     const { paths } = this.load(name);
+    this.forgetAgent(paths.vsockSocket);
     const release = await acquireLock(paths.lock, `VM "${name}"`);
     try {
       let record = reconcile(readRecord(paths.config, name), paths);
@@ -931,6 +947,7 @@ export class Manager {
   /** Immediate SIGKILL of the VMM. */
   async kill(name: string): Promise<VmInfo> {
     const { paths } = this.load(name);
+    this.forgetAgent(paths.vsockSocket);
     const release = await acquireLock(paths.lock, `VM "${name}"`);
     try {
       let record = reconcile(readRecord(paths.config, name), paths);
@@ -990,6 +1007,7 @@ export class Manager {
           hint: `stop it first with "corral stop ${name}", or use "corral rm -f ${name}"`,
         });
       }
+      this.forgetAgent(paths.vsockSocket);
       releaseResources(paths);
       await detachServices(record);
       await this.waitForShimGone(paths);
@@ -1091,7 +1109,22 @@ export class Manager {
 
   /** An agent client for a ready VM. */
   async agent(name: string): Promise<AgentClient> {
-    return agentFor(this.readyVm(name).paths);
+    return this.keptAgent(this.readyVm(name));
+  }
+
+  private keptAgent({ record, paths }: { record: VmRecord; paths: InstancePaths }): AgentClient {
+    const life = record.startedAt ?? "";
+    const current = this.keptAgents.get(paths.vsockSocket);
+    if (current?.life === life) return current.client;
+    current?.client.close();
+    const client = agentFor(paths, AGENT_KEEP_ALIVE);
+    this.keptAgents.set(paths.vsockSocket, { life, client });
+    return client;
+  }
+
+  private forgetAgent(vsockSocket: string): void {
+    this.keptAgents.get(vsockSocket)?.client.close();
+    this.keptAgents.delete(vsockSocket);
   }
 
   /** The VM's record and paths, or an error saying why it cannot take commands now. */
@@ -1128,9 +1161,10 @@ export class Manager {
 
   /** Runs a command in a ready VM, with its image's Env, WorkingDir and User as defaults. */
   async exec(name: string, req: ExecRequest): Promise<ExecProcess> {
-    const { record, paths } = this.readyVm(name);
+    const vm = this.readyVm(name);
+    const { record } = vm;
     const env = { ...egressProxyEnv(record.spec), ...record.spec.env };
-    return agentFor(paths).exec(applyImageConfig(req, record.imageConfig, env));
+    return this.keptAgent(vm).exec(applyImageConfig(req, record.imageConfig, env));
   }
 
   /** The command `run` starts when the user gave `args` (Docker's Entrypoint/Cmd rules). */
@@ -1380,9 +1414,10 @@ function signalGroup(leader: number): void {
   }
 }
 
-function agentFor(paths: InstancePaths): AgentClient {
-  return new AgentClient(() =>
-    connectVsock(paths.vsockSocket, AGENT_VSOCK_PORT, { timeoutMs: 5_000 }),
+function agentFor(paths: InstancePaths, keepAlive?: KeptConnectionsOptions): AgentClient {
+  return new AgentClient(
+    () => connectVsock(paths.vsockSocket, AGENT_VSOCK_PORT, { timeoutMs: 5_000 }),
+    { keepAlive },
   );
 }
 

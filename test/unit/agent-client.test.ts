@@ -449,3 +449,137 @@ describe("agent tcp_connect (port forwards)", () => {
     assert.match(frames[0]?.text ?? "", /BAD_REQUEST/);
   });
 });
+
+describe("agent: kept connections (keep=1)", () => {
+  const request = (entries: Array<[string, string]>) => encodeFrame("R", encodeKv(entries));
+  const handlerPid = async (c: AgentClient) =>
+    Number((await c.run({ argv: ["sh", "-c", "echo $PPID"] })).stdout.toString().trim());
+
+  it("serves a series of pings and execs from one warm guest handler", async () => {
+    const kept = new AgentClient(connectUnix, { keepAlive: { idleMs: 10_000, max: 2 } });
+    try {
+      const first = await handlerPid(kept);
+      await kept.ping();
+      const r = await kept.run({ argv: ["sh", "-c", "echo out; echo err >&2; exit 3"] });
+      assert.equal(r.exitCode, 3);
+      assert.equal(r.stdout.toString(), "out\n");
+      assert.equal(r.stderr.toString(), "err\n");
+      await kept.setTime(Date.now());
+      assert.equal(await handlerPid(kept), first);
+      // Without keepAlive every operation gets a handler of its own.
+      assert.notEqual(await handlerPid(client), await handlerPid(client));
+    } finally {
+      kept.close();
+    }
+  });
+
+  it("closes after a failure, and the next operation gets a new handler", async () => {
+    const kept = new AgentClient(connectUnix, { keepAlive: { idleMs: 10_000, max: 2 } });
+    try {
+      const first = await handlerPid(kept);
+      await assert.rejects(kept.run({ argv: ["no-such-program-corral"] }), isAgentError("ENOENT"));
+      assert.ok(await waitGone(first), "the failed handler exits");
+      const second = await handlerPid(kept);
+      assert.notEqual(second, first);
+    } finally {
+      kept.close();
+    }
+  });
+
+  it("recovers when the idle guest handler is gone", async () => {
+    const kept = new AgentClient(connectUnix, { keepAlive: { idleMs: 10_000, max: 2 } });
+    try {
+      const first = await handlerPid(kept);
+      process.kill(first, "SIGKILL");
+      assert.ok(await waitGone(first));
+      assert.equal((await kept.ping()).protocol, "1");
+      const second = await handlerPid(kept);
+      assert.notEqual(second, first);
+      assert.equal((await kept.run({ argv: ["true"] })).exitCode, 0);
+    } finally {
+      kept.close();
+    }
+  });
+
+  it("closes idle connections after idleMs, ending their guest handlers", async () => {
+    const kept = new AgentClient(connectUnix, { keepAlive: { idleMs: 100, max: 2 } });
+    const pid = await handlerPid(kept);
+    assert.ok(pidAlive(pid), "the handler waits for the next request");
+    assert.ok(await waitGone(pid, 3000), "the handler exits once the host closed");
+    kept.close();
+  });
+
+  it("answers pipelined kept requests in order and closes after one without keep", async () => {
+    const keep: Array<[string, string]> = [["keep", "1"]];
+    const frames = await rawExchange(
+      Buffer.concat([
+        request([["op", "ping"], ...keep]),
+        request([["op", "set_time"], ...keep, ["time_ms", String(Date.now())]]),
+        request([["op", "ping"]]),
+        request([["op", "ping"]]),
+      ]),
+    );
+    assert.deepEqual(
+      frames.map((f) => f.type),
+      ["P", "Z", "P"],
+    );
+  });
+
+  it("refuses keep with ops that change or take over the handler", async () => {
+    for (const op of [
+      [
+        ["op", "read_file"],
+        ["path", "/etc/hostname"],
+      ],
+      [
+        ["op", "tcp_connect"],
+        ["port", "9"],
+      ],
+    ] as Array<Array<[string, string]>>) {
+      const frames = await rawExchange(request([...op, ["keep", "1"]]));
+      assert.equal(frames.length, 1);
+      assert.match(frames[0]?.text ?? "", /^code=BAD_REQUEST\0message=keep=1 is only allowed/);
+    }
+    const bad = await rawExchange(
+      request([
+        ["op", "ping"],
+        ["keep", "yes"],
+      ]),
+    );
+    assert.match(bad[0]?.text ?? "", /keep must be 0 or 1/);
+  });
+
+  it("gives commands default dispositions even for signals the agent inherited as ignored", async () => {
+    const binary = await buildAgent();
+    const path2 = join(dir, "agent-ignoring.sock");
+    const ignoring = spawn(
+      "sh",
+      ["-c", 'trap "" HUP INT USR1; exec "$0" --listen-unix "$1"', binary, path2],
+      {
+        stdio: "ignore",
+      },
+    );
+    const connect2 = (): Promise<Socket> =>
+      new Promise((resolve, reject) => {
+        const socket = createConnection(path2);
+        socket.once("connect", () => resolve(socket));
+        socket.once("error", reject);
+      });
+    try {
+      let c2: AgentClient | undefined;
+      for (let i = 0; i < 200 && c2 === undefined; i++) {
+        try {
+          (await connect2()).destroy();
+          c2 = new AgentClient(connect2);
+        } catch {
+          await sleep(10);
+        }
+      }
+      assert.ok(c2, "second agent listens");
+      const r = await c2.run({ argv: ["sh", "-c", "grep -E '^Sig(Ign|Blk):' /proc/self/status"] });
+      assert.equal(r.stdout.toString(), "SigBlk:\t0000000000000000\nSigIgn:\t0000000000000000\n");
+    } finally {
+      ignoring.kill("SIGKILL");
+    }
+  });
+});

@@ -1,6 +1,7 @@
 /**
  * Host side of the guest agent protocol (docs/agent-protocol.md). Knows nothing of VMs or
- * vsock: `connect` hands it a fresh connected stream per operation.
+ * vsock: `connect` hands it a fresh connected stream. With `keepAlive`, ping, set_time and
+ * exec reuse idle connections (the agent's `keep=1`); everything else gets its own.
  */
 import type { Duplex, Readable } from "node:stream";
 import { CorralError } from "../../errors.js";
@@ -9,6 +10,7 @@ import { AgentConnection, type Connect, openStream } from "./connection.js";
 import { ExecProcess, type ExecRequest, type ExecResult } from "./exec.js";
 import { type ReadFileOptions, readFile, type WriteFileOptions, writeFile } from "./files.js";
 import { decodeKvMap, parseUint, requireKey } from "./frames.js";
+import { type AgentStream, KeptConnections, type KeptConnectionsOptions } from "./kept.js";
 import { type TcpConnectOptions, tcpConnect } from "./tcp.js";
 import { checkPositiveInt } from "./validate.js";
 
@@ -16,7 +18,13 @@ export type { Connect } from "./connection.js";
 export type { ExecRequest, ExecResult } from "./exec.js";
 export { ExecProcess } from "./exec.js";
 export type { ReadFileOptions, WriteFileOptions } from "./files.js";
+export type { KeptConnectionsOptions } from "./kept.js";
 export type { TcpConnectOptions } from "./tcp.js";
+
+export interface AgentClientOptions {
+  /** Reuse idle connections for ping, set_time and exec; off by default. */
+  keepAlive?: KeptConnectionsOptions;
+}
 
 export interface PingResult {
   /** Agent version, e.g. "0.1.0". */
@@ -43,8 +51,64 @@ const DEFAULT_PING_TIMEOUT_MS = 10_000;
 const DEFAULT_MAX_OUTPUT = 64 * 1024 * 1024;
 const MAX_FIELD = 256;
 
+/** A reused connection that fails without a guest reply was most likely stale. */
+function staleFailure(stream: AgentStream, err: unknown): boolean {
+  return (
+    stream.reused &&
+    err instanceof CorralError &&
+    err.code === "AGENT" &&
+    (err.details as { guestCode?: string } | undefined)?.guestCode === undefined
+  );
+}
+
 export class AgentClient {
-  constructor(private readonly connect: Connect) {}
+  private readonly kept: KeptConnections | undefined;
+
+  constructor(
+    private readonly connect: Connect,
+    opts: AgentClientOptions = {},
+  ) {
+    this.kept =
+      opts.keepAlive === undefined
+        ? undefined
+        : new KeptConnections(() => openStream(connect), opts.keepAlive);
+  }
+
+  /** Closes the idle connections; the client stays usable (and keeps no more). */
+  close(): void {
+    this.kept?.close();
+  }
+
+  /** Closes the idle connections, e.g. after the guest's vsock device was replaced. */
+  dropIdle(): void {
+    this.kept?.drop();
+  }
+
+  private readonly openFresh = async (): Promise<AgentStream> => ({
+    socket: await openStream(this.connect),
+    reused: false,
+  });
+
+  private readonly openKeepable = (): Promise<AgentStream> =>
+    this.kept === undefined ? this.openFresh() : this.kept.open();
+
+  /** Runs an idempotent operation, once more on a fresh connection if a kept one was stale. */
+  private async idempotent<T>(op: (open: () => Promise<AgentStream>) => Promise<T>): Promise<T> {
+    let used: AgentStream | undefined;
+    const first = async () => {
+      used = await this.openKeepable();
+      return used;
+    };
+    try {
+      return await op(first);
+    } catch (err) {
+      if (used === undefined || !staleFailure(used, err)) throw err;
+      return op(async () => {
+        const stream = await this.openFresh();
+        return { ...stream, keep: used?.keep };
+      });
+    }
+  }
 
   async ping(opts: { timeoutMs?: number } = {}): Promise<PingResult> {
     const timeoutMs =
@@ -68,34 +132,39 @@ export class AgentClient {
         reject(err);
       }, timeoutMs);
     });
-    const attempt = async (): Promise<PingResult> => {
-      const socket = await openStream(this.connect);
+    const attempt = async (open: () => Promise<AgentStream>): Promise<PingResult> => {
+      const { socket, keep } = await open();
       if (expired) {
         socket.destroy();
         throw new CorralError("TIMEOUT", "ping timed out");
       }
       return new Promise<PingResult>((resolve, reject) => {
-        conn = new AgentConnection(socket, "P", {
-          frame: (frame) => {
-            const kv = decodeKvMap(frame.payload);
-            const field = (key: string) => requireKey(kv, key, "P").slice(0, MAX_FIELD);
-            const result: PingResult = {
-              version: field("version"),
-              protocol: kv.get("protocol")?.slice(0, MAX_FIELD) ?? "1",
-              kernel: field("kernel"),
-              uptimeMs: parseUint(field("uptime_ms"), Number.MAX_SAFE_INTEGER, "uptime_ms"),
-              hostname: field("hostname"),
-            };
-            conn?.complete();
-            resolve(result);
+        conn = new AgentConnection(
+          socket,
+          "P",
+          {
+            frame: (frame) => {
+              const kv = decodeKvMap(frame.payload);
+              const field = (key: string) => requireKey(kv, key, "P").slice(0, MAX_FIELD);
+              const result: PingResult = {
+                version: field("version"),
+                protocol: kv.get("protocol")?.slice(0, MAX_FIELD) ?? "1",
+                kernel: field("kernel"),
+                uptimeMs: parseUint(field("uptime_ms"), Number.MAX_SAFE_INTEGER, "uptime_ms"),
+                hostname: field("hostname"),
+              };
+              conn?.complete();
+              resolve(result);
+            },
+            failed: reject,
           },
-          failed: reject,
-        });
+          keep,
+        );
         conn.request("ping", []);
       });
     };
     try {
-      return await Promise.race([attempt(), timeout]);
+      return await Promise.race([this.idempotent(attempt), timeout]);
     } finally {
       clearTimeout(timer);
     }
@@ -103,7 +172,7 @@ export class AgentClient {
 
   /** Starts a command; argument errors throw here, everything else rejects `result`. */
   exec(req: ExecRequest): ExecProcess {
-    return new ExecProcess(this.connect, req);
+    return new ExecProcess(this.openKeepable, req);
   }
 
   /** Runs a command to completion, buffering its output (up to maxOutputBytes). */
@@ -147,7 +216,7 @@ export class AgentClient {
 
   /** Sets the guest's wall clock (CLOCK_REALTIME); default: the host's time now. */
   setTime(timeMs: number = Date.now()): Promise<void> {
-    return setGuestTime(this.connect, timeMs);
+    return this.idempotent((open) => setGuestTime(open, timeMs));
   }
 
   readFile(path: string, opts?: ReadFileOptions): Promise<Buffer> {

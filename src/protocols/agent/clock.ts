@@ -1,32 +1,38 @@
 /** set_time: the host sets the guest's wall clock (after a pause or a restore). */
 import { CorralError } from "../../errors.js";
-import { AgentConnection, type Connect, openStream } from "./connection.js";
+import { AgentConnection } from "./connection.js";
 import { decodeKvMap, parseUint, requireKey } from "./frames.js";
+import type { OpenStream } from "./kept.js";
 
-export async function setGuestTime(connect: Connect, timeMs: number): Promise<void> {
+export async function setGuestTime(open: OpenStream, timeMs: number): Promise<void> {
   if (!Number.isSafeInteger(timeMs) || timeMs < 0) {
     throw new CorralError("INVALID_ARGUMENT", `timeMs: ${timeMs} is not a time in milliseconds`);
   }
-  const socket = await openStream(connect);
+  const { socket, keep } = await open();
   await new Promise<void>((resolve, reject) => {
-    const conn = new AgentConnection(socket, "Z", {
-      frame: (frame) => {
-        const echoed = parseUint(
-          requireKey(decodeKvMap(frame.payload), "time_ms", "Z"),
-          2 ** 52,
-          "time_ms",
-        );
-        if (echoed !== timeMs) {
-          throw new CorralError(
-            "AGENT_PROTOCOL",
-            `guest set time ${echoed}, corral asked ${timeMs}`,
+    const conn = new AgentConnection(
+      socket,
+      "Z",
+      {
+        frame: (frame) => {
+          const echoed = parseUint(
+            requireKey(decodeKvMap(frame.payload), "time_ms", "Z"),
+            2 ** 52,
+            "time_ms",
           );
-        }
-        conn.complete();
-        resolve();
+          if (echoed !== timeMs) {
+            throw new CorralError(
+              "AGENT_PROTOCOL",
+              `guest set time ${echoed}, corral asked ${timeMs}`,
+            );
+          }
+          conn.complete();
+          resolve();
+        },
+        failed: reject,
       },
-      failed: reject,
-    });
+      keep,
+    );
     conn.request("set_time", [["time_ms", String(timeMs)]]);
   });
 }

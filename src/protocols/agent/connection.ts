@@ -73,27 +73,47 @@ export async function openStream(connect: Connect): Promise<Duplex> {
 export class AgentConnection {
   private readonly decoder: FrameDecoder;
   private over = false;
+  private received = 0;
+  private readonly detach: () => void;
 
+  /**
+   * With `keep`, the request asks the agent to keep the connection (`keep=1`) and complete()
+   * hands the socket to `keep` instead of closing it.
+   */
   constructor(
     readonly socket: Duplex,
     allowed: string,
     private readonly handler: FrameHandler,
+    private readonly keep?: (socket: Duplex) => void,
   ) {
     this.decoder = new FrameDecoder(`${allowed}F`);
-    socket.on("data", (chunk: Buffer) => this.onData(chunk));
-    socket.on("end", () =>
-      this.fail(new CorralError("AGENT", "the guest agent closed the connection mid-operation")),
-    );
-    socket.on("close", () =>
-      this.fail(new CorralError("AGENT", "the connection to the guest agent closed mid-operation")),
-    );
-    socket.on("error", (err) =>
+    const onData = (chunk: Buffer) => this.onData(chunk);
+    const onEnd = () =>
+      this.fail(new CorralError("AGENT", "the guest agent closed the connection mid-operation"));
+    const onClose = () =>
+      this.fail(new CorralError("AGENT", "the connection to the guest agent closed mid-operation"));
+    const onError = (err: Error) =>
       this.fail(
         new CorralError("AGENT", `connection to the guest agent failed: ${err.message}`, {
           cause: err,
         }),
-      ),
-    );
+      );
+    socket.on("data", onData);
+    socket.on("end", onEnd);
+    socket.on("close", onClose);
+    socket.on("error", onError);
+    this.detach = () => {
+      socket.off("data", onData);
+      socket.off("end", onEnd);
+      socket.off("close", onClose);
+      socket.off("error", onError);
+    };
+    socket.resume();
+  }
+
+  /** Bytes the guest sent on this operation so far. */
+  get bytesReceived(): number {
+    return this.received;
   }
 
   get finished(): boolean {
@@ -102,7 +122,8 @@ export class AgentConnection {
 
   /** Sends the request frame that starts every operation. */
   request(op: string, entries: KeyValues): void {
-    const payload = encodeKv([["op", op], ["version", PROTOCOL_VERSION], ...entries]);
+    const keep: KeyValues = this.keep === undefined ? [] : [["keep", "1"]];
+    const payload = encodeKv([["op", op], ["version", PROTOCOL_VERSION], ...keep, ...entries]);
     this.send("R", payload);
   }
 
@@ -134,10 +155,18 @@ export class AgentConnection {
     if (!this.over) this.socket.resume();
   }
 
-  /** The operation succeeded: drop the connection (the agent treats EOF as "host done"). */
+  /**
+   * The operation succeeded: keep the connection for the next one, or drop it (the agent
+   * treats EOF as "host done"). Bytes beyond the terminal frame mean it cannot be reused.
+   */
   complete(): void {
     if (this.over) return;
     this.over = true;
+    if (this.keep !== undefined && this.decoder.pending === 0 && !this.socket.destroyed) {
+      this.detach();
+      this.keep(this.socket);
+      return;
+    }
     this.socket.destroy();
   }
 
@@ -150,6 +179,7 @@ export class AgentConnection {
 
   private onData(chunk: Buffer): void {
     if (this.over) return;
+    this.received += chunk.length;
     try {
       for (const frame of this.decoder.push(chunk)) {
         if (frame.type === "F") {

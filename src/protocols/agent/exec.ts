@@ -1,8 +1,9 @@
 /** A command running in the guest: streamed stdout/stderr, stdin, signals, exit status. */
 import { Readable } from "node:stream";
 import { CorralError } from "../../errors.js";
-import { AgentConnection, type Connect, openStream } from "./connection.js";
+import { AgentConnection } from "./connection.js";
 import { decodeKvMap, type Frame, MAX_PAYLOAD, parseUint } from "./frames.js";
+import type { AgentStream, OpenStream } from "./kept.js";
 import { pumpReadable, sendChunks } from "./pump.js";
 import { signalName, signalNumber } from "./signals.js";
 import {
@@ -98,7 +99,7 @@ export class ExecProcess {
   private rejectResult!: (err: CorralError) => void;
 
   /** Validates synchronously, so bad arguments throw from AgentClient.exec itself. */
-  constructor(connect: Connect, req: ExecRequest) {
+  constructor(open: OpenStream, req: ExecRequest) {
     const entries = requestEntries(req);
     this.stdout = new Readable({
       highWaterMark: STREAM_BUFFER,
@@ -114,7 +115,7 @@ export class ExecProcess {
     });
     // A caller that only consumes the streams must not crash the process on failure.
     this.result.catch(() => {});
-    void this.start(connect, entries, req.stdin);
+    void this.start(open, entries, req.stdin);
   }
 
   /** Sends a signal to the command's process group. A no-op once the command has finished. */
@@ -149,22 +150,27 @@ export class ExecProcess {
     this.conn?.send("K", payload);
   }
 
-  private async start(connect: Connect, entries: Entries, stdin: ExecRequest["stdin"]) {
-    let socket: Awaited<ReturnType<Connect>>;
+  private async start(open: OpenStream, entries: Entries, stdin: ExecRequest["stdin"]) {
+    let stream: AgentStream;
     try {
-      socket = await openStream(connect);
+      stream = await open();
     } catch (err) {
       this.finish(err as CorralError);
       return;
     }
     if (this.aborted !== undefined) {
-      socket.destroy();
+      stream.socket.destroy();
       return;
     }
-    const conn = new AgentConnection(socket, "12X", {
-      frame: (frame) => this.onFrame(frame),
-      failed: (err) => this.finish(err),
-    });
+    const conn = new AgentConnection(
+      stream.socket,
+      "12X",
+      {
+        frame: (frame) => this.onFrame(frame),
+        failed: (err) => this.finish(err),
+      },
+      stream.keep,
+    );
     this.conn = conn;
     conn.request("exec", entries);
     for (const num of this.queuedSignals.splice(0)) this.sendSignal(num);
