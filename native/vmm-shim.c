@@ -17,6 +17,10 @@
  * is a directory the helper sees read-only: the shim bind-mounts it read-only in a mount
  * namespace of the helper's own before exec (root only), so the host enforces `:ro`.
  *
+ * `--vmm-fd N`: descriptor N (inherited from the launcher, e.g. a snapshot's memory file for
+ * QEMU's `-incoming fd:N`) is passed to the VMM only: the sidecar and helpers, which are
+ * started first or later, never hold it, and the shim closes its own copy once the VMM runs.
+ *
  * SIGUSR1 replaces the sidecar with a fresh one (same argv) without touching the VMM: a
  * snapshot unplugs the vsock device, whose sidecar cannot serve a second device, and plugs a
  * new one in. The state file then names the new sidecar; the VMM is not killed meanwhile.
@@ -69,11 +73,12 @@ static struct {
   const char *exit_file;
   const char *ready_file;
   long ready_timeout_ms;
+  int vmm_fd;
   const char *sidecar_wait_path;
   const char *sidecar_log;
   char **sidecar_argv;
   char **vmm_argv;
-} opt = {.ready_timeout_ms = -1};
+} opt = {.ready_timeout_ms = -1, .vmm_fd = -1};
 
 static sigset_t orig_mask;
 
@@ -98,7 +103,7 @@ static void usage(const char *msg) {
   fprintf(stderr,
           "usage: vmm-shim --state-file PATH --exit-file PATH [--ready-file PATH "
           "--ready-timeout-ms N] [--sidecar-wait-path PATH] [--sidecar-log PATH] "
-          "[--sidecar ARG...] --vmm ARG...\n");
+          "[--vmm-fd N] [--sidecar ARG...] --vmm ARG...\n");
   exit(2);
 }
 
@@ -146,6 +151,16 @@ static void parse_args(int argc, char **argv) {
     else if (strcmp(a, "--ready-file") == 0) opt.ready_file = v;
     else if (strcmp(a, "--sidecar-wait-path") == 0) opt.sidecar_wait_path = v;
     else if (strcmp(a, "--sidecar-log") == 0) opt.sidecar_log = v;
+    else if (strcmp(a, "--vmm-fd") == 0) {
+      char *end;
+      errno = 0;
+      long fd = strtol(v, &end, 10);
+      if (errno != 0 || *end != '\0' || end == v || fd < 3 || fd > 1024)
+        usage("--vmm-fd must be a descriptor number of at least 3");
+      /* Close-on-exec from now on: the sidecar and helpers must not inherit it. */
+      if (fcntl((int)fd, F_SETFD, FD_CLOEXEC) != 0) usage("--vmm-fd is not an open descriptor");
+      opt.vmm_fd = (int)fd;
+    }
     else if (strcmp(a, "--ready-timeout-ms") == 0) {
       char *end;
       errno = 0;
@@ -264,7 +279,7 @@ static int make_readonly(const char *dir) {
  * Forks and execs argv. A close-on-exec pipe carries the child's exec errno back, so a
  * missing binary is reported as such instead of as a puzzling "exited with code 127".
  */
-static pid_t spawn_child(char **argv, int out_fd, const char *ro_bind, char *err,
+static pid_t spawn_child(char **argv, int out_fd, const char *ro_bind, int keep_fd, char *err,
                          size_t errcap) {
   int pfd[2];
   if (pipe2(pfd, O_CLOEXEC) != 0) {
@@ -286,6 +301,8 @@ static pid_t spawn_child(char **argv, int out_fd, const char *ro_bind, char *err
     /* The shim may have died between fork() and prctl(): then nothing would kill us. */
     if (getppid() != parent) _exit(1);
     if (e == 0 && out_fd >= 0 && (dup2(out_fd, 1) < 0 || dup2(out_fd, 2) < 0)) e = errno;
+    /* The shim holds keep_fd close-on-exec: only this child gets it across exec. */
+    if (e == 0 && keep_fd >= 0 && fcntl(keep_fd, F_SETFD, 0) != 0) e = errno;
     /* A read-only view of one directory, for this child only: its own mount namespace (no
        propagation back to the host), the directory bind-mounted over itself, read-only. */
     if (e == 0 && ro_bind != NULL &&
@@ -420,7 +437,7 @@ static int start_sidecar(struct child *sidecar, struct child *vmm, const sigset_
     }
   }
   if (opt.sidecar_wait_path != NULL) unlink(opt.sidecar_wait_path);
-  sidecar->pid = spawn_child(opt.sidecar_argv, log_fd, NULL, err, sizeof err);
+  sidecar->pid = spawn_child(opt.sidecar_argv, log_fd, NULL, -1, err, sizeof err);
   sidecar->exited = 0;
   if (log_fd >= 0) close(log_fd);
   if (sidecar->pid < 0) {
@@ -466,7 +483,7 @@ static int write_state(const struct child *vmm, const struct child *sidecar,
 static int start_aux(struct aux *x, const sigset_t *set, char *reason, size_t cap) {
   char err[1024];
   unlink(x->wait_path);
-  x->c.pid = spawn_child(x->argv, -1, x->ro_bind, err, sizeof err);
+  x->c.pid = spawn_child(x->argv, -1, x->ro_bind, -1, err, sizeof err);
   if (x->c.pid < 0) {
     snprintf(reason, cap, "%s failed to start: %s", x->argv[0], err);
     return -1;
@@ -552,7 +569,8 @@ int main(int argc, char **argv) {
     }
   }
 
-  vmm.pid = spawn_child(opt.vmm_argv, -1, NULL, err, sizeof err);
+  vmm.pid = spawn_child(opt.vmm_argv, -1, NULL, opt.vmm_fd, err, sizeof err);
+  if (opt.vmm_fd >= 0) close(opt.vmm_fd);
   if (vmm.pid < 0) {
     snprintf(reason, sizeof reason, "vmm failed to start: %s", err);
     return start_failed(&vmm, &sidecar, reason);

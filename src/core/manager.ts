@@ -5,9 +5,11 @@
  */
 import { createHash, randomBytes } from "node:crypto";
 import {
+  closeSync,
   existsSync,
   constants as fsConstants,
   mkdirSync,
+  openSync,
   readdirSync,
   readFileSync,
   renameSync,
@@ -59,13 +61,13 @@ import {
   vmsRoot,
 } from "./layout.js";
 import { acquireLock, tryLock } from "./lock.js";
-import { receiveToFile, sendFile } from "./migration-stream.js";
+import { hashDescriptor, receiveToFile, type StreamDigest } from "./migration-stream.js";
 import { isAlive, signalProcess } from "./process.js";
 import { reconcile, releaseResources } from "./reconcile.js";
 import { ACTIVE_STATES, readRecord, type VmRecord, type VmState, writeRecord } from "./record.js";
 import { createEmptyDisk, createOverlay, probeDiskFormat } from "./root-disk.js";
 import { serialTail } from "./serial-tail.js";
-import { launchShim, readShimState, readVmmExit } from "./shim.js";
+import { launchShim, readShimState, readVmmExit, VMM_FD } from "./shim.js";
 import {
   checkSnapshotName,
   damaged,
@@ -330,7 +332,7 @@ export class Manager {
     const vm: VmContext = {
       ...this.context(record, paths),
       accel: accel.accel,
-      ...(restore === undefined ? {} : { incoming: paths.migrationSocket }),
+      ...(restore === undefined ? {} : { incomingFd: VMM_FD }),
     };
     // Shared folders may have gone since the VM was created: say so before booting.
     for (const [i, mount] of record.spec.mounts.entries()) {
@@ -371,6 +373,9 @@ export class Manager {
     this.save(state, paths);
     let shimPid: number | undefined;
     let daemon: DaemonClient | undefined;
+    // A restore's memory file: QEMU reads it through its copy, corral hashes this one.
+    let memoryFd =
+      restore === undefined ? undefined : openSync(snapshotPaths(restore.name).memory, "r");
     try {
       signal?.throwIfAborted();
       if (needsDaemon(record.spec)) {
@@ -384,19 +389,24 @@ export class Manager {
         paths,
         // The shim's watchdog is the backstop if this process dies mid-boot.
         readyTimeoutMs: readyTimeoutOf(record.spec) + 5_000,
+        vmmFd: memoryFd,
       });
+      // Hashing starts with the VMM's load, on the same open file, so both see the same bytes.
+      const memoryHash = memoryFd === undefined ? undefined : hashDescriptor(memoryFd);
+      memoryFd = undefined;
+      memoryHash?.catch(() => {});
       await this.waitForShim(paths, signal);
       await this.driver.afterLaunch(vm, signal);
-      if (restore !== undefined) await this.loadSnapshot(vm, restore, signal);
+      // Kept connections: the first commands after ready find a warm guest handler.
+      const agent = this.keptAgent({ record: state, paths });
+      if (restore !== undefined && memoryHash !== undefined) {
+        // A restored agent never restarted, so it sends no notice: the plug pings it.
+        await this.loadSnapshot(vm, restore, memoryHash, agent, signal);
+      }
       state = { ...state, state: "running" };
       this.save(state, paths);
-      // A restored agent never restarted, so it sends no notice: it is pinged at once.
-      await this.waitForAgent(
-        state,
-        paths,
-        restore === undefined ? readyNotice.line : Promise.resolve(""),
-        signal,
-      );
+      if (restore === undefined)
+        await this.waitForAgent(state, paths, readyNotice.line, agent, signal);
       readyNotice.close();
 
       writeFileSync(paths.readyFile, "");
@@ -406,6 +416,8 @@ export class Manager {
       return this.info(state, paths);
     } catch (err) {
       readyNotice.close();
+      if (memoryFd !== undefined) closeSync(memoryFd);
+      this.forgetAgent(paths.vsockSocket);
       await daemon?.request("DELETE", `/v1/vms/${record.name}/services`).catch(() => {});
       // The VMM may be dying right now: give the shim a moment to record why.
       const exit =
@@ -443,23 +455,36 @@ export class Manager {
   }
 
   /**
-   * Feeds a snapshot's state to the VMM started with `incoming`, hashing it on the way, then
-   * runs the vCPUs and plugs a fresh guest channel (the shim's sidecar is already up).
+   * Waits for the VMM started with `incomingFd` to load the snapshot's state while its hash
+   * is checked, then runs the vCPUs (only if the hash matched) and plugs a fresh guest channel
+   * (the shim's sidecar is already up).
    */
-  private async loadSnapshot(vm: VmContext, meta: SnapshotMeta, signal?: AbortSignal) {
+  private async loadSnapshot(
+    vm: VmContext,
+    meta: SnapshotMeta,
+    memoryHash: Promise<StreamDigest>,
+    agent: AgentClient,
+    signal?: AbortSignal,
+  ) {
     const driver = this.driver;
     if (driver.awaitIncoming === undefined || driver.plugGuestChannel === undefined) {
       throw unsupported(driver.capabilities.backend, "snapshots");
     }
-    const sent = await sendFile(vm.paths.migrationSocket, snapshotPaths(meta.name).memory, {
-      signal,
-    });
-    await driver.awaitIncoming(vm, signal);
-    if (sent.sha256 !== meta.memory.sha256 || sent.size !== meta.memory.size) {
-      throw damaged(meta.name, "memory.bin does not match its SHA-256 (altered or corrupt)");
+    const matches = (d: StreamDigest | undefined) =>
+      d !== undefined && d.sha256 === meta.memory.sha256 && d.size === meta.memory.size;
+    const corrupt = () =>
+      damaged(meta.name, "memory.bin does not match its SHA-256 (altered or corrupt)");
+    try {
+      await driver.awaitIncoming(vm, signal);
+    } catch (err) {
+      // A VMM that choked on the stream: say it is damaged when it is.
+      const digest = await memoryHash.catch(() => undefined);
+      if (digest !== undefined && !matches(digest)) throw corrupt();
+      throw err;
     }
+    if (!matches(await memoryHash)) throw corrupt();
     await driver.resume?.(vm);
-    await this.plugUntilAnswered(vm);
+    await this.plugUntilAnswered(vm, agent);
   }
 
   /**
@@ -598,7 +623,7 @@ export class Manager {
     try {
       await swapSidecar(paths);
       await this.driver.resume?.(vm);
-      await this.plugUntilAnswered(vm);
+      await this.plugUntilAnswered(vm, this.keptAgent({ record, paths }));
       if (keepPaused) await this.driver.pause?.(vm);
       return undefined;
     } catch (err) {
@@ -615,20 +640,24 @@ export class Manager {
    * vhost-device-vsock 0.3.0 when connections arrive during driver setup) is unplugged and
    * plugged in again with a fresh sidecar, once.
    */
-  private async plugUntilAnswered(vm: VmContext): Promise<void> {
+  private async plugUntilAnswered(vm: VmContext, agent: AgentClient): Promise<void> {
     const driver = this.driver;
     if (driver.plugGuestChannel === undefined || driver.unplugGuestChannel === undefined) {
       throw unsupported(driver.capabilities.backend, "snapshots");
     }
-    const agent = agentFor(vm.paths);
     for (let attempt = 1; ; attempt++) {
       await driver.plugGuestChannel(vm);
       const deadline = Date.now() + PLUGGED_ANSWER_MS;
       let answered = false;
       while (!answered && Date.now() < deadline) {
-        answered = await agent.ping({ timeoutMs: 2_000 }).then(
+        // Setting the clock is the probe: one round trip where ping + set_time took two.
+        answered = await agent.setTime(Date.now(), { timeoutMs: 2_000 }).then(
           () => true,
-          () => false,
+          (err) => {
+            // The agent answered and refused: that is not a silent channel.
+            if (isCorralError(err, "AGENT") && err.details?.guestCode !== undefined) throw err;
+            return false;
+          },
         );
         if (!answered) await sleep(AGENT_RETRY_MS);
       }
@@ -642,8 +671,8 @@ export class Manager {
       });
       await driver.unplugGuestChannel(vm);
       await swapSidecar(vm.paths);
+      agent.dropIdle();
     }
-    await agent.setTime();
   }
 
   /**
@@ -827,6 +856,7 @@ export class Manager {
     record: VmRecord,
     paths: InstancePaths,
     notice: Promise<string>,
+    agent: AgentClient,
     signal?: AbortSignal,
   ) {
     const deadline = Date.now() + readyTimeoutOf(record.spec);
@@ -841,7 +871,6 @@ export class Manager {
       if (Date.now() > deadline) throw notReady(record, paths);
       await Promise.race([notice, sleep(20)]);
     }
-    const agent = agentFor(paths);
     for (;;) {
       signal?.throwIfAborted();
       try {

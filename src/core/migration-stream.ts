@@ -1,6 +1,8 @@
 /**
- * Moves a VMM's migration stream between a file and a unix socket, hashing it on the way:
- * QEMU saves to and restores from `unix:` sockets, so no shell (`exec:cat`) ever sees a path.
+ * A VMM's migration stream and its hash. Saves: QEMU sends to a `unix:` socket, which corral
+ * writes to a file and hashes on the way. Restores: QEMU reads the file itself from an
+ * inherited descriptor (`fd:3`) while corral hashes the same open file. No shell
+ * (`exec:cat`) ever sees a path.
  */
 import { createHash } from "node:crypto";
 import {
@@ -11,11 +13,9 @@ import {
   openSync,
   rmSync,
 } from "node:fs";
-import { connect, createServer, type Socket } from "node:net";
+import { createServer, type Socket } from "node:net";
 import { Transform } from "node:stream";
 import { pipeline } from "node:stream/promises";
-import { setTimeout as sleep } from "node:timers/promises";
-import { CorralError } from "../errors.js";
 
 export interface StreamDigest {
   sha256: string;
@@ -78,29 +78,21 @@ export async function receiveToFile(
   };
 }
 
-/** Connects to the VMM's incoming socket (retrying while it starts) and sends `file`. */
-export async function sendFile(
-  socketPath: string,
-  file: string,
-  options: { timeoutMs?: number; signal?: AbortSignal } = {},
-): Promise<StreamDigest> {
-  const deadline = Date.now() + (options.timeoutMs ?? 15_000);
-  let socket: Socket | undefined;
-  while (socket === undefined) {
-    options.signal?.throwIfAborted();
-    socket = await new Promise<Socket | undefined>((resolve) => {
-      const s = connect(socketPath);
-      s.once("connect", () => resolve(s));
-      s.once("error", () => resolve(undefined));
-    });
-    if (socket === undefined) {
-      if (Date.now() > deadline) {
-        throw new CorralError("SNAPSHOT", "the VMM did not open its incoming migration socket");
-      }
-      await sleep(5);
-    }
+/**
+ * Hashes a file from an open descriptor with positional reads (the descriptor's offset, which
+ * a VMM reading the same open file uses, is left alone), then closes it.
+ */
+export async function hashDescriptor(fd: number): Promise<StreamDigest> {
+  const hash = createHash("sha256");
+  let size = 0;
+  for await (const chunk of createReadStream("", {
+    fd,
+    start: 0,
+    autoClose: true,
+    highWaterMark: 1024 * 1024,
+  })) {
+    hash.update(chunk as Buffer);
+    size += (chunk as Buffer).length;
   }
-  const { transform, digest } = hasher();
-  await pipeline(createReadStream(file), transform, socket);
-  return digest();
+  return { sha256: hash.digest("hex"), size };
 }

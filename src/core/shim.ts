@@ -50,10 +50,15 @@ export interface ShimLaunch {
   plan: LaunchPlan;
   paths: InstancePaths;
   readyTimeoutMs: number;
+  /** An open descriptor handed to the VMM only, as its fd 3 (a restore's memory file). */
+  vmmFd?: number;
 }
 
+/** The descriptor number the VMM gets `vmmFd` as (the first after stdio). */
+export const VMM_FD = 3;
+
 /** Starts the shim in its own session; returns its pid. The shim forks sidecar and VMM. */
-export function launchShim({ shimPath, plan, paths, readyTimeoutMs }: ShimLaunch): number {
+export function launchShim({ shimPath, plan, paths, readyTimeoutMs, vmmFd }: ShimLaunch): number {
   const args = [
     "--state-file",
     paths.shimState,
@@ -64,6 +69,8 @@ export function launchShim({ shimPath, plan, paths, readyTimeoutMs }: ShimLaunch
     "--ready-timeout-ms",
     String(readyTimeoutMs),
   ];
+  // Options first: --sidecar takes every word up to --vmm.
+  if (vmmFd !== undefined) args.push("--vmm-fd", String(VMM_FD));
   for (const helper of plan.helpers ?? []) {
     args.push("--aux", helper.readyPath, helper.readOnlyDir ?? "-", ...helper.argv, "--aux-end");
   }
@@ -75,7 +82,7 @@ export function launchShim({ shimPath, plan, paths, readyTimeoutMs }: ShimLaunch
   try {
     const child = spawn(shimPath, args, {
       detached: true,
-      stdio: ["ignore", log, log],
+      stdio: vmmFd === undefined ? ["ignore", log, log] : ["ignore", log, log, vmmFd],
       cwd: paths.dir,
     });
     child.unref();

@@ -52,8 +52,8 @@ export interface VmContext {
   guestIp?: string;
   /** The NIC's MAC (used when spec.network is not "none"). */
   mac: string;
-  /** Restoring a snapshot: QEMU takes its state from this unix socket (`-incoming`). */
-  incoming?: string;
+  /** Restoring a snapshot: the VMM reads its saved state from this inherited descriptor. */
+  incomingFd?: number;
   /** Data disks, in order (the guest sees them after the root disk). */
   disks: readonly { path: string; format: "qcow2" | "raw"; readOnly: boolean }[];
 }
@@ -95,7 +95,7 @@ export interface Driver {
   plugGuestChannel?(vm: VmContext): Promise<void>;
   /** Streams the paused VM's device and memory state to a unix socket the caller listens on. */
   saveState?(vm: VmContext, socketPath: string): Promise<void>;
-  /** Restoring: resolves once the state fed to `vm.incoming` is loaded (vCPUs still paused). */
+  /** Restoring: resolves once the state read from `vm.incomingFd` is loaded (vCPUs still paused). */
   awaitIncoming?(vm: VmContext, signal?: AbortSignal): Promise<void>;
   /** Creates a VM's UEFI variable store at `path` (firmware: "uefi"), from the template. */
   createFirmwareStore?(path: string): Promise<void>;

@@ -53,9 +53,10 @@ describe("qemuArgs", () => {
     assert.match(valueAfter(argv, "-append")[0] ?? "", /^console=ttyS0 corral.hostname=box$/);
     assert.deepEqual(valueAfter(argv, "-incoming"), []);
   });
-  it("restores without the vsock device, from an incoming migration socket", () => {
-    const argv = qemuArgs("qemu", { ...context(), incoming: "/run/x/incoming.sock" });
-    assert.deepEqual(valueAfter(argv, "-incoming"), ["unix:/run/x/incoming.sock"]);
+  it("restores without the vsock device, reading the state from an inherited descriptor", () => {
+    const argv = qemuArgs("qemu", { ...context(), incomingFd: 3 });
+    assert.deepEqual(valueAfter(argv, "-incoming"), ["fd:3"]);
+    assert.ok(argv.includes("-S"));
     const devices = valueAfter(argv, "-device");
     assert.ok(devices.includes("pcie-root-port,id=rp1,slot=1,chassis=1"));
     assert.ok(!devices.some((d) => d.startsWith("vhost-user-vsock")));

@@ -72,7 +72,7 @@ async function waitFor(path: string, ms = 5000): Promise<void> {
   }
 }
 
-function runShim(args: string[]) {
+function runShim(args: string[], extraFd?: number) {
   const d = join(dir, `t${counter++}`);
   execFileSync("mkdir", ["-p", d]);
   const paths = {
@@ -90,7 +90,10 @@ function runShim(args: string[]) {
   const child = spawn(
     shim,
     ["--state-file", paths.state, "--exit-file", paths.exit, ...args.map(fill)],
-    { detached: true, stdio: ["ignore", log, log] },
+    {
+      detached: true,
+      stdio: extraFd === undefined ? ["ignore", log, log] : ["ignore", log, log, extraFd],
+    },
   );
   closeSync(log);
   if (child.pid !== undefined) started.push(child.pid);
@@ -251,6 +254,49 @@ describe("vmm-shim", () => {
     assert.match(r.reason, /sh killed by signal 9/);
     assert.deepEqual(r.vmm, { exitCode: null, signal: 9 });
     await assertGone(state.vmmPid, state.shimPid);
+  });
+
+  test("--vmm-fd hands the descriptor to the VMM only", async () => {
+    const file = join(dir, "memory.bin");
+    execFileSync("sh", ["-c", `printf saved-state > "${file}"`]);
+    const fd = openSync(file, "r");
+    const s = runShim(
+      [
+        "--vmm-fd",
+        "3",
+        "--sidecar-wait-path",
+        "@WAIT",
+        "--sidecar",
+        "sh",
+        "-c",
+        'if [ -e /proc/self/fd/3 ]; then echo open; else echo closed; fi > "$2"; touch "$1"; exec sleep 30',
+        "sh",
+        "@WAIT",
+        "@DIR/sidecar-fd",
+        "--vmm",
+        "sh",
+        "-c",
+        'cat <&3 > "$1"; exec sleep 30',
+        "sh",
+        "@DIR/vmm-read",
+      ],
+      fd,
+    );
+    closeSync(fd);
+    const state = await s.state();
+    await waitFor(join(s.paths.dir, "vmm-read"));
+    await sleep(100);
+    assert.equal(readFileSync(join(s.paths.dir, "vmm-read"), "utf8"), "saved-state");
+    assert.equal(readFileSync(join(s.paths.dir, "sidecar-fd"), "utf8"), "closed\n");
+    assert.equal(existsSync(`/proc/${state.shimPid}/fd/3`), false, "the shim closed its copy");
+    process.kill(state.shimPid, "SIGTERM");
+    await s.exited;
+  });
+
+  test("--vmm-fd must name an open descriptor", async () => {
+    const s = runShim(["--vmm-fd", "9", "--vmm", "true"]);
+    assert.equal((await s.exited).code, 2);
+    assert.match(readFileSync(s.paths.log, "utf8"), /--vmm-fd is not an open descriptor/);
   });
 
   test("a VMM killed by signal 9 is recorded and the sidecar is stopped", async () => {

@@ -65,7 +65,8 @@ export function qemuArgs(qemuPath: string, vm: VmContext, host: HostFiles = {}):
     "-qmp",
     `unix:${opt(paths.qmpSocket)},server=on,wait=off`,
     // -S: the loaded state stays paused until corral checked the stream and plugs the channel.
-    ...(vm.incoming === undefined ? [] : ["-S", "-incoming", `unix:${vm.incoming}`]),
+    // QEMU reads the memory file itself, at its own pace, while corral hashes it in parallel.
+    ...(vm.incomingFd === undefined ? [] : ["-S", "-incoming", `fd:${vm.incomingFd}`]),
   ];
 }
 
@@ -80,7 +81,7 @@ export const VSOCK_ROOT_PORT = "rp1";
 
 function vsockArgs(vm: VmContext, microvm: boolean): string[] {
   const port = microvm ? [] : ["-device", `pcie-root-port,id=${VSOCK_ROOT_PORT},slot=1,chassis=1`];
-  if (vm.incoming !== undefined) return port;
+  if (vm.incomingFd !== undefined) return port;
   return [
     ...port,
     "-chardev",

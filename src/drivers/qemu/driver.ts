@@ -1,4 +1,5 @@
 import { execFile } from "node:child_process";
+import { statSync } from "node:fs";
 import { chmod, copyFile } from "node:fs/promises";
 import { setTimeout as sleep } from "node:timers/promises";
 import { promisify } from "node:util";
@@ -30,6 +31,9 @@ const QMP_CONNECT_TIMEOUT_MS = 15_000;
 const UNPLUG_TIMEOUT_MS = 5_000;
 const PLUG_TIMEOUT_MS = 10_000;
 const DRIVER_OK_TIMEOUT_MS = 10_000;
+/** virtio-vsock's queues: 0 receive, 1 transmit, 2 event. */
+const VSOCK_RX_QUEUE = 0;
+const VSOCK_EVENT_QUEUE = 2;
 const SAVE_TIMEOUT_MS = 300_000;
 const run = promisify(execFile);
 /** Debian's ovmf package: 4 MiB flash images (code read-only, variables per VM). */
@@ -39,21 +43,32 @@ export const OVMF_CODE = "/usr/share/OVMF/OVMF_CODE_4M.fd";
 export const OVMF_VARS_TEMPLATE = "/usr/share/OVMF/OVMF_VARS_4M.fd";
 
 /**
- * Waits until the guest's driver has set up a hot-plugged virtio device. A hybrid-vsock
- * CONNECT that reaches a guest whose vsock driver is still initialising was seen to wedge
- * vhost-device-vsock 0.3.0 (the boot path waits for the agent's READY notice instead; a
- * replugged device has no such notice, so the host asks QEMU). `x-query-virtio-status` is
- * marked unstable: without it, a short pause has to do.
+ * Waits until the guest's driver has set up a hot-plugged virtio-vsock device: DRIVER_OK,
+ * then buffers posted on its receive and event queues. Linux's virtio_vsock sets DRIVER_OK
+ * before it fills those queues, and a hybrid-vsock CONNECT that reaches the guest before
+ * they are filled was seen to wedge vhost-device-vsock 0.3.0 (about one restore in three
+ * without this wait; the boot path waits for the agent's READY notice instead). Both queries
+ * are marked unstable (x-): without them, a short pause has to do.
  */
-async function waitForDriverOk(qmp: QmpClient, path: string): Promise<void> {
+async function waitForVsockDriver(qmp: QmpClient, path: string): Promise<void> {
   const deadline = Date.now() + DRIVER_OK_TIMEOUT_MS;
+  const ready = async (): Promise<boolean> => {
+    const r = await qmp.execute<{ status?: { statuses?: string[] } }>("x-query-virtio-status", {
+      path,
+    });
+    if (!(r.status?.statuses ?? []).some((s) => s.includes("DRIVER_OK"))) return false;
+    for (const queue of [VSOCK_RX_QUEUE, VSOCK_EVENT_QUEUE]) {
+      const element = await qmp.execute<{ avail?: { idx?: number } }>(
+        "x-query-virtio-queue-element",
+        { path, queue },
+      );
+      if ((element.avail?.idx ?? 0) === 0) return false;
+    }
+    return true;
+  };
   for (;;) {
-    let statuses: string[];
     try {
-      const r = await qmp.execute<{ status?: { statuses?: string[] } }>("x-query-virtio-status", {
-        path,
-      });
-      statuses = r.status?.statuses ?? [];
+      if (await ready()) return;
     } catch (err) {
       if (isCorralError(err, "QMP")) {
         await sleep(200);
@@ -61,7 +76,6 @@ async function waitForDriverOk(qmp: QmpClient, path: string): Promise<void> {
       }
       throw err;
     }
-    if (statuses.some((s) => s.includes("DRIVER_OK"))) return;
     if (Date.now() > deadline) {
       throw new CorralError("TIMEOUT", "the guest did not set up the new vsock device within 10 s");
     }
@@ -70,6 +84,7 @@ async function waitForDriverOk(qmp: QmpClient, path: string): Promise<void> {
 }
 
 export class QemuDriver implements Driver {
+  private versionLine: { key: string; line: Promise<string> } | undefined;
   readonly capabilities: DriverCapabilities = {
     backend: "qemu",
     machines: ["q35", "microvm"],
@@ -145,7 +160,7 @@ export class QemuDriver implements Driver {
     try {
       const status = await qmp.execute<{ status: string; running: boolean }>("query-status");
       // A restore waits in "inmigrate" until its state arrives (finishIncoming).
-      if (!status.running && !(vm.incoming !== undefined && status.status === "inmigrate")) {
+      if (!status.running && !(vm.incomingFd !== undefined && status.status === "inmigrate")) {
         throw new CorralError(
           "VM_FAILED",
           `QEMU is not running the guest (status ${status.status})`,
@@ -209,7 +224,7 @@ export class QemuDriver implements Driver {
         },
         { timeoutMs: PLUG_TIMEOUT_MS },
       );
-      await waitForDriverOk(qmp, `/machine/peripheral/${VSOCK_DEVICE_ID}/virtio-backend`);
+      await waitForVsockDriver(qmp, `/machine/peripheral/${VSOCK_DEVICE_ID}/virtio-backend`);
     });
   }
 
@@ -258,10 +273,24 @@ export class QemuDriver implements Driver {
     await chmod(path, 0o600);
   }
 
-  async version(): Promise<string> {
+  /**
+   * Asked again only when the binary changed (a restore checks it on every call, and a spawn
+   * of QEMU costs ~25 ms; a long-lived daemon must still notice an upgrade).
+   */
+  version(): Promise<string> {
     const qemu = requireTool("qemu-system-x86_64");
-    const { stdout } = await run(qemu, ["--version"], { timeout: 10_000 });
-    return stdout.split("\n")[0]?.trim() ?? "unknown";
+    const st = statSync(qemu);
+    const key = `${qemu}:${st.ino}:${st.size}:${st.mtimeMs}`;
+    if (this.versionLine?.key !== key) {
+      const line = run(qemu, ["--version"], { timeout: 10_000 }).then(
+        ({ stdout }) => stdout.split("\n")[0]?.trim() ?? "unknown",
+      );
+      line.catch(() => {
+        if (this.versionLine?.line === line) this.versionLine = undefined;
+      });
+      this.versionLine = { key, line };
+    }
+    return this.versionLine.line;
   }
 
   async setMemoryTarget(vm: VmContext, bytes: number): Promise<void> {

@@ -214,9 +214,14 @@ export class AgentClient {
     return writeFile(this.connect, path, data, opts);
   }
 
-  /** Sets the guest's wall clock (CLOCK_REALTIME); default: the host's time now. */
-  setTime(timeMs: number = Date.now()): Promise<void> {
-    return this.idempotent((open) => setGuestTime(open, timeMs));
+  /**
+   * Sets the guest's wall clock (CLOCK_REALTIME); default: the host's time now. Also the
+   * cheapest proof that the agent answers, so it doubles as a readiness probe.
+   */
+  setTime(timeMs: number = Date.now(), opts: { timeoutMs?: number } = {}): Promise<void> {
+    const timeoutMs =
+      opts.timeoutMs === undefined ? undefined : checkPositiveInt("timeoutMs", opts.timeoutMs);
+    return this.idempotent((open) => setGuestTime(open, timeMs, timeoutMs));
   }
 
   readFile(path: string, opts?: ReadFileOptions): Promise<Buffer> {

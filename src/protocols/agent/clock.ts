@@ -4,11 +4,17 @@ import { AgentConnection } from "./connection.js";
 import { decodeKvMap, parseUint, requireKey } from "./frames.js";
 import type { OpenStream } from "./kept.js";
 
-export async function setGuestTime(open: OpenStream, timeMs: number): Promise<void> {
+/** `timeoutMs` bounds the wait for the reply (the connection is dropped then). */
+export async function setGuestTime(
+  open: OpenStream,
+  timeMs: number,
+  timeoutMs?: number,
+): Promise<void> {
   if (!Number.isSafeInteger(timeMs) || timeMs < 0) {
     throw new CorralError("INVALID_ARGUMENT", `timeMs: ${timeMs} is not a time in milliseconds`);
   }
   const { socket, keep } = await open();
+  let timer: NodeJS.Timeout | undefined;
   await new Promise<void>((resolve, reject) => {
     const conn = new AgentConnection(
       socket,
@@ -34,5 +40,14 @@ export async function setGuestTime(open: OpenStream, timeMs: number): Promise<vo
       keep,
     );
     conn.request("set_time", [["time_ms", String(timeMs)]]);
-  });
+    if (timeoutMs !== undefined) {
+      timer = setTimeout(
+        () =>
+          conn.fail(
+            new CorralError("TIMEOUT", `guest agent did not answer within ${timeoutMs} ms`),
+          ),
+        timeoutMs,
+      );
+    }
+  }).finally(() => clearTimeout(timer));
 }
