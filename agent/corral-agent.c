@@ -160,11 +160,19 @@ static void put_header(unsigned char *h, char type, uint32_t len) {
   h[4] = (unsigned char)len;
 }
 
+/* Small frames go out in one write: each write on a vsock socket is a packet of its own, and
+ * under TCG every packet costs a virtqueue notification and a wakeup of the host's sidecar. */
 static int send_frame(int fd, char type, const void *payload, uint32_t len) {
+  static unsigned char small[5 + 4096];
+  if (len <= sizeof small - 5) {
+    put_header(small, type, len);
+    if (len) memcpy(small + 5, payload, len);
+    return write_all(fd, small, 5 + (size_t)len);
+  }
   unsigned char h[5];
   put_header(h, type, len);
   if (write_all(fd, h, 5) < 0) return -1;
-  return len ? write_all(fd, payload, len) : 0;
+  return write_all(fd, payload, len);
 }
 
 /* A key=value list being built for a reply; replies are small and bounded. */
