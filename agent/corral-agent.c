@@ -34,7 +34,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#define AGENT_VERSION "0.1.0"
+/* 0.2.0: kept connections (keep=1), announced as features=keep in the ping reply. */
+#define AGENT_VERSION "0.2.0"
 #define PROTOCOL_VERSION "1"
 #define DEFAULT_PORT 1024
 #define MAX_IN_PAYLOAD (1024 * 1024)
@@ -453,6 +454,7 @@ static int op_ping(int sock) {
   struct timespec ts;
   kv_add(&kv, "version", AGENT_VERSION);
   kv_add(&kv, "protocol", PROTOCOL_VERSION);
+  kv_add(&kv, "features", "keep");
   if (uname(&u) == 0) {
     kv_add(&kv, "kernel", u.release);
     kv_add(&kv, "hostname", u.nodename);
@@ -642,13 +644,13 @@ static void child_main(const struct request *rq, const struct ident *id, char **
 }
 
 /* Builds the child's environment: defaults first, request entries override by key. */
-static char **build_env(const struct request *rq, const char *home) {
+/* `home_kv` ("HOME=...") and the request's strings are owned by the caller: only the array is
+ * allocated here (a request's HOME replaces the default's slot). */
+static char **build_env(const struct request *rq, char *home_kv) {
   char **envp = calloc((size_t)rq->envc + 3, sizeof(char *));
   if (!envp) return NULL;
   int n = 0;
-  envp[n] = malloc(strlen(home) + 6);
-  if (!envp[n]) return NULL;
-  sprintf(envp[n++], "HOME=%s", home);
+  envp[n++] = home_kv;
   envp[n++] = "PATH=" DEFAULT_PATH;
   for (int i = 0; i < rq->envc; i++) {
     size_t kl = (size_t)(strchr(rq->env[i], '=') - rq->env[i]) + 1;
@@ -835,7 +837,9 @@ static int op_exec(int sock, struct request *rq, unsigned char *buf) {
     memset(&self, 0, sizeof self);
     if (passwd_lookup(NULL, getuid(), &self) == 0) snprintf(home, sizeof home, "%s", self.home);
   }
-  char **envp = build_env(rq, home);
+  char home_kv[PATH_MAX + 8];
+  snprintf(home_kv, sizeof home_kv, "HOME=%s", home);
+  char **envp = build_env(rq, home_kv);
   int in_p[2] = {-1, -1}, out_p[2] = {-1, -1}, err_p[2] = {-1, -1}, rep_p[2] = {-1, -1};
   if (!envp || pipe2(sigchld_pipe, O_CLOEXEC | O_NONBLOCK) < 0 || pipe2(out_p, O_CLOEXEC) < 0 ||
       pipe2(err_p, O_CLOEXEC) < 0 || pipe2(rep_p, O_CLOEXEC) < 0 ||
@@ -850,7 +854,6 @@ static int op_exec(int sock, struct request *rq, unsigned char *buf) {
   sigaction(SIGCHLD, &sa, NULL);
 
   pid_t pid = start_child(rq, idp, envp, in_p[0], out_p[1], err_p[1], rep_p[1]);
-  free(envp[0]);
   free(envp);
   if (pid < 0) {
     send_fail(sock, errno_code(errno), "setup", "fork: %s", strerror(errno));

@@ -374,9 +374,10 @@ export class Manager {
     let shimPid: number | undefined;
     let daemon: DaemonClient | undefined;
     // A restore's memory file: QEMU reads it through its copy, corral hashes this one.
-    let memoryFd =
-      restore === undefined ? undefined : openSync(snapshotPaths(restore.name).memory, "r");
+    let memoryFd: number | undefined;
+    const hashing = new AbortController();
     try {
+      if (restore !== undefined) memoryFd = openMemoryFile(restore);
       signal?.throwIfAborted();
       if (needsDaemon(record.spec)) {
         // Forwards bind here: a port taken since create fails the start before any boot.
@@ -392,7 +393,8 @@ export class Manager {
         vmmFd: memoryFd,
       });
       // Hashing starts with the VMM's load, on the same open file, so both see the same bytes.
-      const memoryHash = memoryFd === undefined ? undefined : hashDescriptor(memoryFd);
+      const memoryHash =
+        memoryFd === undefined ? undefined : hashDescriptor(memoryFd, hashing.signal);
       memoryFd = undefined;
       memoryHash?.catch(() => {});
       await this.waitForShim(paths, signal);
@@ -417,6 +419,7 @@ export class Manager {
     } catch (err) {
       readyNotice.close();
       if (memoryFd !== undefined) closeSync(memoryFd);
+      hashing.abort();
       this.forgetAgent(paths.vsockSocket);
       await daemon?.request("DELETE", `/v1/vms/${record.name}/services`).catch(() => {});
       // The VMM may be dying right now: give the shim a moment to record why.
@@ -1440,6 +1443,14 @@ function signalGroup(leader: number): void {
     process.kill(-leader, "SIGKILL");
   } catch {
     // already gone
+  }
+}
+
+function openMemoryFile(meta: SnapshotMeta): number {
+  try {
+    return openSync(snapshotPaths(meta.name).memory, "r");
+  } catch (err) {
+    throw damaged(meta.name, `memory.bin cannot be opened: ${String(err)}`);
   }
 }
 

@@ -82,7 +82,7 @@ export async function receiveToFile(
  * Hashes a file from an open descriptor with positional reads (the descriptor's offset, which
  * a VMM reading the same open file uses, is left alone), then closes it.
  */
-export async function hashDescriptor(fd: number): Promise<StreamDigest> {
+export async function hashDescriptor(fd: number, signal?: AbortSignal): Promise<StreamDigest> {
   const hash = createHash("sha256");
   let size = 0;
   for await (const chunk of createReadStream("", {
@@ -90,6 +90,7 @@ export async function hashDescriptor(fd: number): Promise<StreamDigest> {
     start: 0,
     autoClose: true,
     highWaterMark: 1024 * 1024,
+    signal,
   })) {
     hash.update(chunk as Buffer);
     size += (chunk as Buffer).length;

@@ -124,7 +124,7 @@ describe("buildAgent", () => {
 describe("agent: ping and exec", () => {
   it("answers ping", async () => {
     const pong = await client.ping();
-    assert.equal(pong.version, "0.1.0");
+    assert.equal(pong.version, "0.2.0");
     assert.equal(pong.protocol, "1");
     assert.ok(pong.kernel.length > 0);
     assert.ok(pong.uptimeMs > 0);
@@ -547,6 +547,91 @@ describe("agent: kept connections (keep=1)", () => {
       ]),
     );
     assert.match(bad[0]?.text ?? "", /keep must be 0 or 1/);
+  });
+
+  it("a request's HOME replaces the default, on kept and fresh connections alike", async () => {
+    const kept = new AgentClient(connectUnix, { keepAlive: { idleMs: 10_000, max: 2 } });
+    try {
+      for (const c of [kept, kept, client]) {
+        const r = await c.run({ argv: ["sh", "-c", 'echo "$HOME"'], env: { HOME: "/tmp" } });
+        assert.equal(r.exitCode, 0);
+        assert.equal(r.stdout.toString(), "/tmp\n");
+      }
+    } finally {
+      kept.close();
+    }
+  });
+
+  it("an exec with stdin never leaves frames behind for the next operation", async () => {
+    const kept = new AgentClient(connectUnix, { keepAlive: { idleMs: 10_000, max: 2 } });
+    try {
+      for (let i = 0; i < 3; i++) {
+        // The command exits before reading its stdin: the agent stops reading the socket.
+        const r = await kept.run({ argv: ["sleep", "0.2"], stdin: Buffer.alloc(3 * 1024 * 1024) });
+        assert.equal(r.exitCode, 0);
+        assert.equal((await kept.run({ argv: ["echo", "next"] })).stdout.toString(), "next\n");
+        await kept.ping();
+      }
+    } finally {
+      kept.close();
+    }
+  });
+
+  it("falls back without keep against an agent that refuses the key (before 0.2.0)", async () => {
+    const oldPath = join(dir, "old-agent.sock");
+    const requests: string[] = [];
+    const server = createServer((conn) => {
+      const decoder = new FrameDecoder("R");
+      conn.on("error", () => {});
+      conn.on("data", (chunk: Buffer) => {
+        for (const frame of decoder.push(chunk)) {
+          const text = frame.payload.toString();
+          requests.push(text);
+          const reply = text.includes("keep=1")
+            ? encodeFrame(
+                "F",
+                encodeKv([
+                  ["code", "BAD_REQUEST"],
+                  ["message", "unknown request key"],
+                ]),
+              )
+            : text.includes("op=ping")
+              ? encodeFrame(
+                  "P",
+                  encodeKv([
+                    ["version", "0.1.0"],
+                    ["kernel", "k"],
+                    ["uptime_ms", "1"],
+                    ["hostname", "h"],
+                  ]),
+                )
+              : text.includes("op=set_time")
+                ? encodeFrame("Z", encodeKv([["time_ms", /time_ms=(\d+)/.exec(text)?.[1] ?? "0"]]))
+                : encodeFrame("X", encodeKv([["code", "0"]]));
+          conn.end(reply);
+        }
+      });
+    });
+    await new Promise<void>((resolve) => server.listen(oldPath, resolve));
+    const connectOld = (): Promise<Socket> =>
+      new Promise((resolve, reject) => {
+        const socket = createConnection(oldPath);
+        socket.once("connect", () => resolve(socket));
+        socket.once("error", reject);
+      });
+    const old = new AgentClient(connectOld, { keepAlive: { idleMs: 10_000, max: 2 } });
+    try {
+      assert.equal((await old.run({ argv: ["true"] })).exitCode, 0);
+      assert.equal((await old.ping()).version, "0.1.0");
+      await old.setTime(1_700_000_000_000);
+      assert.equal((await old.run({ argv: ["true"] })).exitCode, 0);
+      // One refused request, then never again.
+      assert.equal(requests.filter((r) => r.includes("keep=1")).length, 1);
+      assert.equal(requests.length, 5);
+    } finally {
+      old.close();
+      await new Promise((resolve) => server.close(resolve));
+    }
   });
 
   it("gives commands default dispositions even for signals the agent inherited as ignored", async () => {

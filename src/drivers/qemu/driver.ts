@@ -52,11 +52,13 @@ export const OVMF_VARS_TEMPLATE = "/usr/share/OVMF/OVMF_VARS_4M.fd";
  */
 async function waitForVsockDriver(qmp: QmpClient, path: string): Promise<void> {
   const deadline = Date.now() + DRIVER_OK_TIMEOUT_MS;
-  const ready = async (): Promise<boolean> => {
+  const driverOk = async (): Promise<boolean> => {
     const r = await qmp.execute<{ status?: { statuses?: string[] } }>("x-query-virtio-status", {
       path,
     });
-    if (!(r.status?.statuses ?? []).some((s) => s.includes("DRIVER_OK"))) return false;
+    return (r.status?.statuses ?? []).some((s) => s.includes("DRIVER_OK"));
+  };
+  const buffersPosted = async (): Promise<boolean> => {
     for (const queue of [VSOCK_RX_QUEUE, VSOCK_EVENT_QUEUE]) {
       const element = await qmp.execute<{ avail?: { idx?: number } }>(
         "x-query-virtio-queue-element",
@@ -66,15 +68,24 @@ async function waitForVsockDriver(qmp: QmpClient, path: string): Promise<void> {
     }
     return true;
   };
+  // Without the unstable commands (a QEMU that dropped them), a short pause has to do.
+  const pause = () => sleep(200);
+  let sinceOk: number | undefined;
   for (;;) {
     try {
-      if (await ready()) return;
+      if (sinceOk === undefined && (await driverOk())) sinceOk = Date.now();
     } catch (err) {
-      if (isCorralError(err, "QMP")) {
-        await sleep(200);
-        return;
-      }
+      if (isCorralError(err, "QMP")) return pause();
       throw err;
+    }
+    if (sinceOk !== undefined) {
+      try {
+        if (await buffersPosted()) return;
+      } catch (err) {
+        if (!isCorralError(err, "QMP")) throw err;
+        // A ring QEMU cannot read yet fails the query: retry a while, then pause instead.
+        if (Date.now() - sinceOk > 1_000) return pause();
+      }
     }
     if (Date.now() > deadline) {
       throw new CorralError("TIMEOUT", "the guest did not set up the new vsock device within 10 s");

@@ -10,7 +10,12 @@ import { AgentConnection, type Connect, openStream } from "./connection.js";
 import { ExecProcess, type ExecRequest, type ExecResult } from "./exec.js";
 import { type ReadFileOptions, readFile, type WriteFileOptions, writeFile } from "./files.js";
 import { decodeKvMap, parseUint, requireKey } from "./frames.js";
-import { type AgentStream, KeptConnections, type KeptConnectionsOptions } from "./kept.js";
+import {
+  type AgentStream,
+  KeptConnections,
+  type KeptConnectionsOptions,
+  type OpenStream,
+} from "./kept.js";
 import { type TcpConnectOptions, tcpConnect } from "./tcp.js";
 import { checkPositiveInt } from "./validate.js";
 
@@ -61,8 +66,23 @@ function staleFailure(stream: AgentStream, err: unknown): boolean {
   );
 }
 
+/**
+ * Agents before 0.2.0 do not know `keep` and refuse the whole request (nothing ran): the
+ * operation is sent again without it, and this client stops asking.
+ */
+function keepRefused(stream: AgentStream, err: unknown): boolean {
+  return (
+    stream.keep !== undefined &&
+    err instanceof CorralError &&
+    err.code === "AGENT" &&
+    (err.details as { guestCode?: string } | undefined)?.guestCode === "BAD_REQUEST" &&
+    err.message.includes("unknown request key")
+  );
+}
+
 export class AgentClient {
   private readonly kept: KeptConnections | undefined;
+  private keepUnsupported = false;
 
   constructor(
     private readonly connect: Connect,
@@ -90,10 +110,21 @@ export class AgentClient {
   });
 
   private readonly openKeepable = (): Promise<AgentStream> =>
-    this.kept === undefined ? this.openFresh() : this.kept.open();
+    this.kept === undefined || this.keepUnsupported ? this.openFresh() : this.kept.open();
 
-  /** Runs an idempotent operation, once more on a fresh connection if a kept one was stale. */
-  private async idempotent<T>(op: (open: () => Promise<AgentStream>) => Promise<T>): Promise<T> {
+  /** When `err` says the agent refused `keep`, stops asking; returns a way to open again. */
+  private readonly fallbackFor = (stream: AgentStream, err: unknown): OpenStream | undefined => {
+    if (!keepRefused(stream, err)) return undefined;
+    this.keepUnsupported = true;
+    this.kept?.drop();
+    return this.openFresh;
+  };
+
+  /**
+   * Runs an idempotent operation, once more on a fresh connection if a kept one was stale or
+   * the agent refused `keep`.
+   */
+  private async idempotent<T>(op: (open: OpenStream) => Promise<T>): Promise<T> {
     let used: AgentStream | undefined;
     const first = async () => {
       used = await this.openKeepable();
@@ -102,7 +133,10 @@ export class AgentClient {
     try {
       return await op(first);
     } catch (err) {
-      if (used === undefined || !staleFailure(used, err)) throw err;
+      if (used === undefined) throw err;
+      const fallback = this.fallbackFor(used, err);
+      if (fallback !== undefined) return op(fallback);
+      if (!staleFailure(used, err)) throw err;
       return op(async () => {
         const stream = await this.openFresh();
         return { ...stream, keep: used?.keep };
@@ -172,7 +206,10 @@ export class AgentClient {
 
   /** Starts a command; argument errors throw here, everything else rejects `result`. */
   exec(req: ExecRequest): ExecProcess {
-    return new ExecProcess(this.openKeepable, req);
+    // Stdin frames may still be in flight when the command exits: such an exec gets a
+    // connection of its own.
+    if (req.stdin !== undefined) return new ExecProcess(this.openFresh, req);
+    return new ExecProcess(this.openKeepable, req, this.fallbackFor);
   }
 
   /** Runs a command to completion, buffering its output (up to maxOutputBytes). */

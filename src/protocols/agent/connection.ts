@@ -74,7 +74,15 @@ export class AgentConnection {
   private readonly decoder: FrameDecoder;
   private over = false;
   private received = 0;
+  /** Frames other than the request went out: the agent may not have read them all. */
+  private sentMore = false;
+  private handedOff = false;
   private readonly detach: () => void;
+  private markOver: () => void = () => {};
+  /** Settles when the operation is over (completed or failed), whatever the socket does. */
+  readonly whenOver: Promise<void> = new Promise((resolve) => {
+    this.markOver = resolve;
+  });
 
   /**
    * With `keep`, the request asks the agent to keep the connection (`keep=1`) and complete()
@@ -130,6 +138,7 @@ export class AgentConnection {
   /** Returns false when the caller should wait for drain() before sending more. */
   send(type: string, payload?: Buffer): boolean {
     if (this.over) return true;
+    if (type !== "R") this.sentMore = true;
     return this.socket.write(encodeFrame(type, payload));
   }
 
@@ -162,8 +171,17 @@ export class AgentConnection {
   complete(): void {
     if (this.over) return;
     this.over = true;
-    if (this.keep !== undefined && this.decoder.pending === 0 && !this.socket.destroyed) {
+    this.markOver();
+    // Stdin, end-of-stdin or signal frames the agent stopped reading when the command
+    // exited would be taken for the next request: such a connection is not reused.
+    if (
+      this.keep !== undefined &&
+      !this.sentMore &&
+      this.decoder.pending === 0 &&
+      !this.socket.destroyed
+    ) {
       this.detach();
+      this.handedOff = true;
       this.keep(this.socket);
       return;
     }
@@ -173,6 +191,7 @@ export class AgentConnection {
   fail(err: unknown): void {
     if (this.over) return;
     this.over = true;
+    this.markOver();
     this.socket.destroy();
     this.handler.failed(asCorralError(err, "AGENT"));
   }
@@ -181,13 +200,18 @@ export class AgentConnection {
     if (this.over) return;
     this.received += chunk.length;
     try {
-      for (const frame of this.decoder.push(chunk)) {
+      const frames = this.decoder.push(chunk);
+      for (const [i, frame] of frames.entries()) {
         if (frame.type === "F") {
           this.fail(guestFailure(frame));
         } else {
           this.handler.frame(frame);
         }
-        if (this.over) return;
+        if (this.over) {
+          // Anything after the terminal frame: the agent is not where a reuse expects it.
+          if (this.handedOff && i < frames.length - 1) this.socket.destroy();
+          return;
+        }
       }
     } catch (err) {
       this.fail(err);

@@ -94,12 +94,19 @@ export class ExecProcess {
   private settled = false;
   private aborted: CorralError | undefined;
   private readonly queuedSignals: number[] = [];
+  private readonly sentSignals: number[] = [];
+  private retried = false;
   private readonly blocked = new Set<Readable>();
   private resolveResult!: (result: ExecResult) => void;
   private rejectResult!: (err: CorralError) => void;
 
   /** Validates synchronously, so bad arguments throw from AgentClient.exec itself. */
-  constructor(open: OpenStream, req: ExecRequest) {
+  /** `fallback`: for a failure before anything ran, a way to start once more (see client). */
+  constructor(
+    open: OpenStream,
+    req: ExecRequest,
+    private readonly fallback?: (stream: AgentStream, err: CorralError) => OpenStream | undefined,
+  ) {
     const entries = requestEntries(req);
     this.stdout = new Readable({
       highWaterMark: STREAM_BUFFER,
@@ -147,6 +154,7 @@ export class ExecProcess {
   private sendSignal(num: number): void {
     const payload = Buffer.alloc(4);
     payload.writeUInt32BE(num);
+    this.sentSignals.push(num);
     this.conn?.send("K", payload);
   }
 
@@ -167,7 +175,17 @@ export class ExecProcess {
       "12X",
       {
         frame: (frame) => this.onFrame(frame),
-        failed: (err) => this.finish(err),
+        failed: (err) => {
+          const again = this.retried ? undefined : this.fallback?.(stream, err);
+          if (again === undefined || this.aborted !== undefined) {
+            this.finish(err);
+            return;
+          }
+          this.retried = true;
+          this.conn = undefined;
+          this.queuedSignals.push(...this.sentSignals.splice(0));
+          void this.start(again, entries, stdin);
+        },
       },
       stream.keep,
     );

@@ -25,7 +25,6 @@ export function pumpReadable(conn: AgentConnection, src: Readable, type = "I"): 
       src.off("data", onData);
       src.off("end", onEnd);
       src.off("error", onError);
-      conn.socket.off("close", onClose);
     };
     const onData = (chunk: Buffer | string) => {
       const data = typeof chunk === "string" ? Buffer.from(chunk) : chunk;
@@ -57,6 +56,7 @@ export function pumpReadable(conn: AgentConnection, src: Readable, type = "I"): 
     src.on("data", onData);
     src.on("end", onEnd);
     src.on("error", onError);
-    conn.socket.on("close", onClose);
+    // Over, not the socket's close: a kept connection stays open after the operation.
+    void conn.whenOver.then(onClose);
   });
 }
