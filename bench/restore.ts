@@ -54,10 +54,11 @@ function phases(start: number, readyAt: number): Record<string, number> {
   };
 }
 
-async function restore(name: string): Promise<Timed> {
+/** Times `makeReady` (which leaves VM `name` ready) and one exec, then removes the VM. */
+async function timed(name: string, makeReady: () => Promise<unknown>): Promise<Timed> {
   marks = {};
   const start = performance.now();
-  await manager.restore(SNAPSHOT, { name });
+  await makeReady();
   const readyAt = performance.now();
   await execTrue(name);
   const total = performance.now() - start;
@@ -66,18 +67,13 @@ async function restore(name: string): Promise<Timed> {
   return { ready: readyAt - start, total, phases: p };
 }
 
-async function cold(name: string): Promise<Timed> {
-  marks = {};
-  const start = performance.now();
-  await manager.create({ name, ...SPEC });
-  await manager.start(name);
-  const readyAt = performance.now();
-  await execTrue(name);
-  const total = performance.now() - start;
-  const p = phases(start, readyAt);
-  await manager.remove(name, { force: true });
-  return { ready: readyAt - start, total, phases: p };
-}
+const restore = (name: string) => timed(name, () => manager.restore(SNAPSHOT, { name }));
+
+const cold = (name: string) =>
+  timed(name, async () => {
+    await manager.create({ name, ...SPEC });
+    await manager.start(name);
+  });
 
 /** Apparent and allocated bytes of the snapshot's files. */
 function snapshotSize(): { bytes: number; allocated: number; files: string[] } {

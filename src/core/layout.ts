@@ -12,6 +12,8 @@
  *     vms/<name>/                     one instance directory per VM (see InstancePaths)
  *     daemon.log, daemon.lock         the per-user daemon (see daemonPaths)
  *     snapshots/<name>/               snapshot.json, memory.bin, frozen disk copies
+ *     pools/<name>.json               warm pool definitions (the daemon keeps them filled)
+ *     switch-<name>.lock              held while a VM's address on that switch is chosen
  *   run    (sockets; short paths because sun_path is limited to 107 bytes)
  *     $XDG_RUNTIME_DIR/corral or /tmp/corral-<uid>, then <state-hash>/<vm-id>/
  *     <state-hash>/daemon.sock, daemon.json    the daemon's API socket and its pid
@@ -77,6 +79,15 @@ export function vmsRoot(): string {
 
 export function snapshotsRoot(): string {
   return join(stateRoot(), "snapshots");
+}
+
+export function poolsRoot(): string {
+  return join(stateRoot(), "pools");
+}
+
+/** Held while an address on switch `name` is allocated, so two creates never share one. */
+export function switchLockPath(name: string): string {
+  return join(stateRoot(), `switch-${name}.lock`);
 }
 
 /** One snapshot: everything a restore needs, independent of the VM it was taken from. */

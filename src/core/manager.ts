@@ -57,7 +57,7 @@ import {
   instancePaths,
   snapshotPaths,
   snapshotsRoot,
-  stateRoot,
+  switchLockPath,
   vmsRoot,
 } from "./layout.js";
 import { acquireLock, tryLock } from "./lock.js";
@@ -154,10 +154,7 @@ export class Manager {
       return this.createRecord(spec, image, oci, spec.ip, options.pool);
     }
     // Two creates on one switch must not pick the same address.
-    const release = await acquireLock(
-      join(stateRoot(), `switch-${network.name}.lock`),
-      `switch "${network.name}"`,
-    );
+    const release = await acquireLock(switchLockPath(network.name), `switch "${network.name}"`);
     try {
       return await this.createRecord(
         spec,
@@ -614,9 +611,9 @@ export class Manager {
   /**
    * After a save: a fresh sidecar (the old one cannot serve a second device), the vCPUs
    * running again, a new guest channel, the clock set. A VM that cannot get its channel
-   * back is of no use: it is killed and recorded as failed, with the reason.
+   * back is of no use: it is killed and recorded as failed. Returns why it was lost, or
+   * undefined when it is back.
    */
-  /** Returns why the VM was lost (killed and recorded failed), or undefined when it is back. */
   private async reattachGuestChannel(
     record: VmRecord,
     paths: InstancePaths,

@@ -4,13 +4,13 @@
  * of the VM's own disks. Nothing in it points into the source VM's directory, so removing the
  * VM keeps its snapshots restorable, and several VMs can restore from one at once.
  */
-import { createHash } from "node:crypto";
-import { createReadStream, existsSync, readdirSync, readFileSync, rmSync, statSync } from "node:fs";
+import { existsSync, openSync, readdirSync, readFileSync, rmSync, statSync } from "node:fs";
 import { z } from "zod";
 import { CorralError } from "../errors.js";
 import { NAME_PATTERN } from "../spec/schema.js";
 import { writeFileAtomicSync } from "./atomic.js";
 import { snapshotPaths, snapshotsRoot } from "./layout.js";
+import { hashDescriptor } from "./migration-stream.js";
 import { recordSchema } from "./record.js";
 
 /** Bump when what a snapshot holds, or the VMM arguments it must be restored with, change. */
@@ -116,9 +116,7 @@ export function removeSnapshot(name: string): void {
 }
 
 export async function sha256File(path: string): Promise<string> {
-  const hash = createHash("sha256");
-  for await (const chunk of createReadStream(path)) hash.update(chunk as Buffer);
-  return hash.digest("hex");
+  return (await hashDescriptor(openSync(path, "r"))).sha256;
 }
 
 /**

@@ -10,7 +10,7 @@ import { mkdirSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { z } from "zod";
 import { writeFileAtomicSync } from "../core/atomic.js";
-import { stateRoot } from "../core/layout.js";
+import { poolsRoot } from "../core/layout.js";
 import type { Manager, VmInfo } from "../core/manager.js";
 import { ACTIVE_STATES } from "../core/record.js";
 import { CorralError } from "../errors.js";
@@ -41,10 +41,6 @@ export interface PoolStatus {
   handedOut: number;
   lastError?: string;
   fromSnapshot?: string;
-}
-
-function poolsDir(): string {
-  return join(stateRoot(), "pools");
 }
 
 export function parsePool(input: unknown): PoolDefinition {
@@ -98,13 +94,13 @@ export class Pools {
   load(): void {
     let files: string[] = [];
     try {
-      files = readdirSync(poolsDir()).filter((f) => f.endsWith(".json"));
+      files = readdirSync(poolsRoot()).filter((f) => f.endsWith(".json"));
     } catch {
       files = [];
     }
     for (const file of files) {
       try {
-        const pool = parsePool(JSON.parse(readFileSync(join(poolsDir(), file), "utf8")));
+        const pool = parsePool(JSON.parse(readFileSync(join(poolsRoot(), file), "utf8")));
         this.pools.set(pool.name, pool);
       } catch (err) {
         this.log("unreadable pool definition", { file, error: String(err) });
@@ -123,8 +119,8 @@ export class Pools {
         hint: `remove it first with "corral pool rm ${pool.name}"`,
       });
     }
-    mkdirSync(poolsDir(), { recursive: true, mode: 0o700 });
-    writeFileAtomicSync(join(poolsDir(), `${pool.name}.json`), JSON.stringify(pool), 0o600);
+    mkdirSync(poolsRoot(), { recursive: true, mode: 0o700 });
+    writeFileAtomicSync(join(poolsRoot(), `${pool.name}.json`), JSON.stringify(pool), 0o600);
     this.pools.set(pool.name, pool);
     this.kick();
     return this.status(pool.name, await this.members(pool.name));
@@ -133,7 +129,7 @@ export class Pools {
   /** Removes the pool and its free members (handed-out VMs stay with their users). */
   async remove(name: string): Promise<void> {
     if (!this.pools.delete(name)) throw notFound(name);
-    rmSync(join(poolsDir(), `${name}.json`), { force: true });
+    rmSync(join(poolsRoot(), `${name}.json`), { force: true });
     for (const vm of await this.members(name)) {
       await this.manager.remove(vm.name, { force: true }).catch(() => {});
     }

@@ -20,13 +20,15 @@ let agent: ChildProcess;
 let socketPath: string;
 let client: AgentClient;
 
-function connectUnix(): Promise<Socket> {
+function connectTo(path: string): Promise<Socket> {
   return new Promise((resolve, reject) => {
-    const socket = createConnection(socketPath);
+    const socket = createConnection(path);
     socket.once("connect", () => resolve(socket));
     socket.once("error", reject);
   });
 }
+
+const connectUnix = () => connectTo(socketPath);
 
 function sha256(data: Buffer): string {
   return createHash("sha256").update(data).digest("hex");
@@ -613,12 +615,7 @@ describe("agent: kept connections (keep=1)", () => {
       });
     });
     await new Promise<void>((resolve) => server.listen(oldPath, resolve));
-    const connectOld = (): Promise<Socket> =>
-      new Promise((resolve, reject) => {
-        const socket = createConnection(oldPath);
-        socket.once("connect", () => resolve(socket));
-        socket.once("error", reject);
-      });
+    const connectOld = () => connectTo(oldPath);
     const old = new AgentClient(connectOld, { keepAlive: { idleMs: 10_000, max: 2 } });
     try {
       assert.equal((await old.run({ argv: ["true"] })).exitCode, 0);
@@ -644,12 +641,7 @@ describe("agent: kept connections (keep=1)", () => {
         stdio: "ignore",
       },
     );
-    const connect2 = (): Promise<Socket> =>
-      new Promise((resolve, reject) => {
-        const socket = createConnection(path2);
-        socket.once("connect", () => resolve(socket));
-        socket.once("error", reject);
-      });
+    const connect2 = () => connectTo(path2);
     try {
       let c2: AgentClient | undefined;
       for (let i = 0; i < 200 && c2 === undefined; i++) {

@@ -4,7 +4,7 @@
  * exec reuse idle connections (the agent's `keep=1`); everything else gets its own.
  */
 import type { Duplex, Readable } from "node:stream";
-import { CorralError } from "../../errors.js";
+import { CorralError, isCorralError } from "../../errors.js";
 import { setGuestTime } from "./clock.js";
 import { AgentConnection, type Connect, openStream } from "./connection.js";
 import { ExecProcess, type ExecRequest, type ExecResult } from "./exec.js";
@@ -58,12 +58,7 @@ const MAX_FIELD = 256;
 
 /** A reused connection that fails without a guest reply was most likely stale. */
 function staleFailure(stream: AgentStream, err: unknown): boolean {
-  return (
-    stream.reused &&
-    err instanceof CorralError &&
-    err.code === "AGENT" &&
-    (err.details as { guestCode?: string } | undefined)?.guestCode === undefined
-  );
+  return stream.reused && isCorralError(err, "AGENT") && err.details?.guestCode === undefined;
 }
 
 /**
@@ -73,9 +68,8 @@ function staleFailure(stream: AgentStream, err: unknown): boolean {
 function keepRefused(stream: AgentStream, err: unknown): boolean {
   return (
     stream.keep !== undefined &&
-    err instanceof CorralError &&
-    err.code === "AGENT" &&
-    (err.details as { guestCode?: string } | undefined)?.guestCode === "BAD_REQUEST" &&
+    isCorralError(err, "AGENT") &&
+    err.details?.guestCode === "BAD_REQUEST" &&
     err.message.includes("unknown request key")
   );
 }

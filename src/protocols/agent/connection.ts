@@ -73,7 +73,6 @@ export async function openStream(connect: Connect): Promise<Duplex> {
 export class AgentConnection {
   private readonly decoder: FrameDecoder;
   private over = false;
-  private received = 0;
   /** Frames other than the request went out: the agent may not have read them all. */
   private sentMore = false;
   private handedOff = false;
@@ -117,11 +116,6 @@ export class AgentConnection {
       socket.off("error", onError);
     };
     socket.resume();
-  }
-
-  /** Bytes the guest sent on this operation so far. */
-  get bytesReceived(): number {
-    return this.received;
   }
 
   get finished(): boolean {
@@ -198,7 +192,6 @@ export class AgentConnection {
 
   private onData(chunk: Buffer): void {
     if (this.over) return;
-    this.received += chunk.length;
     try {
       const frames = this.decoder.push(chunk);
       for (const [i, frame] of frames.entries()) {

@@ -74,10 +74,6 @@ export class KeptConnections {
     }
   }
 
-  get idleCount(): number {
-    return this.idle.length;
-  }
-
   private put(socket: Duplex): void {
     if (this.closed || socket.destroyed || this.idle.length >= this.opts.max) {
       socket.destroy();
