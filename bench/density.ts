@@ -9,8 +9,8 @@
  *   npm run bench:density [-- --vms 20 --concurrency 20]
  */
 import { readFileSync } from "node:fs";
-import { Manager } from "../src/core/manager.js";
 import { daemonStatus } from "../src/daemon/control.js";
+import { Manager } from "../src/index.js";
 import {
   MiB,
   median,

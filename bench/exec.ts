@@ -15,8 +15,8 @@
  */
 import { rmSync } from "node:fs";
 import { join } from "node:path";
-import { runRoot } from "../src/core/layout.js";
 import { findDefaultImage } from "../src/images/default-image.js";
+import { runRoot } from "../src/paths/layout.js";
 import { AGENT_VSOCK_PORT } from "../src/protocols/agent/ports.js";
 import { connectVsock } from "../src/protocols/hybrid-vsock/connect.js";
 import {

@@ -16,7 +16,7 @@ import { existsSync, mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { gzipSync } from "node:zlib";
-import { createOverlay } from "../src/core/root-disk.js";
+import { createOverlay } from "../src/drivers/qemu/disks.js";
 import { requireTool } from "../src/host/tools.js";
 import { pullImage } from "../src/images/oci-store.js";
 import { OCI_MANIFEST, pushImage, sha256 } from "../test/support/oci-push.js";

@@ -17,11 +17,11 @@
 import { readFileSync } from "node:fs";
 import { createConnection, createServer, type Server, type Socket } from "node:net";
 import type { Readable } from "node:stream";
-import { Manager } from "../src/core/manager.js";
-import { processUsage } from "../src/core/stats.js";
 import { daemonStatus } from "../src/daemon/control.js";
 import { isCorralError } from "../src/errors.js";
+import { Manager } from "../src/index.js";
 import { connectVsock } from "../src/protocols/hybrid-vsock/connect.js";
+import { processUsage } from "../src/vm/stats.js";
 import {
   MiB,
   mbps,

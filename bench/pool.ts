@@ -9,9 +9,9 @@
  *   npm run bench:pool [-- --runs 5]
  */
 import { setTimeout as sleep } from "node:timers/promises";
-import { Manager } from "../src/core/manager.js";
 import { createPool, listPools, takeFromPool } from "../src/daemon/pool-client.js";
 import type { PoolStatus } from "../src/daemon/pools.js";
+import { Manager } from "../src/index.js";
 import {
   median,
   ms,

@@ -11,9 +11,9 @@
  */
 import { readdirSync, statSync } from "node:fs";
 import { join } from "node:path";
-import { snapshotPaths } from "../src/core/layout.js";
-import { Manager } from "../src/core/manager.js";
-import type { SnapshotMeta } from "../src/core/snapshot-store.js";
+import { Manager } from "../src/index.js";
+import { snapshotPaths } from "../src/paths/layout.js";
+import type { SnapshotMeta } from "../src/vm/snapshot-store.js";
 import { median, mib, ms, numberArg, privateStateDir, say, Teardown } from "./support/env.js";
 
 const runs = numberArg("runs", 5);

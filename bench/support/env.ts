@@ -8,11 +8,11 @@ import type { ChildProcess } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { runRoot } from "../../src/core/layout.js";
-import type { Manager } from "../../src/core/manager.js";
 import { DaemonClient } from "../../src/daemon/client.js";
 import { stopDaemon } from "../../src/daemon/control.js";
 import { listPools, removePool } from "../../src/daemon/pool-client.js";
+import { runRoot } from "../../src/paths/layout.js";
+import type { Manager } from "../../src/vm/manager.js";
 
 export { median, ms } from "../stats.js";
 

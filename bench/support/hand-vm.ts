@@ -8,19 +8,19 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { mkdirSync, openSync, readFileSync } from "node:fs";
-import { ensurePrivateDir, instancePaths } from "../../src/core/layout.js";
-import { AGENT_KEEP_ALIVE } from "../../src/core/manager.js";
-import { waitForPath } from "../../src/core/wait.js";
+import { waitForPath } from "../../src/base/wait.js";
 import type { VmContext } from "../../src/drivers/driver.js";
 import { qemuArgs, vhostVsockArgs } from "../../src/drivers/qemu/args.js";
+import { findVhostDeviceVsock } from "../../src/drivers/qemu/vhost-device-vsock.js";
 import { requireTool } from "../../src/host/tools.js";
-import { findVhostDeviceVsock } from "../../src/host/vhost-device-vsock.js";
 import type { ImageInfo } from "../../src/images/image-info.js";
+import { ensurePrivateDir, instancePaths } from "../../src/paths/layout.js";
 import { AgentClient } from "../../src/protocols/agent/client.js";
 import { AGENT_READY_PORT, AGENT_VSOCK_PORT } from "../../src/protocols/agent/ports.js";
 import { connectVsock } from "../../src/protocols/hybrid-vsock/connect.js";
 import { firstGuestLine } from "../../src/protocols/hybrid-vsock/listen.js";
 import { parseSpec, type VmSpecInput } from "../../src/spec/schema.js";
+import { AGENT_KEEP_ALIVE } from "../../src/vm/manager.js";
 import type { Teardown } from "./env.js";
 
 export interface HandVm {

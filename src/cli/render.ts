@@ -1,6 +1,6 @@
 /** Everything the CLI prints goes through here: errors, tables, JSON, progress. */
 
-import type { ProgressEvent } from "../core/progress.js";
+import type { ProgressEvent } from "../base/progress.js";
 import { asCorralError, CorralError } from "../errors.js";
 import { formatSize } from "../spec/size.js";
 

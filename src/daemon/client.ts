@@ -9,9 +9,9 @@ import { extname } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { fileURLToPath } from "node:url";
 import { Client } from "undici";
-import { daemonPaths, ensurePrivateDir, runRoot, stateRoot } from "../core/layout.js";
-import { acquireLock } from "../core/lock.js";
+import { acquireLock } from "../base/lock.js";
 import { CorralError, type ErrorCode } from "../errors.js";
+import { daemonPaths, ensurePrivateDir, runRoot, stateRoot } from "../paths/layout.js";
 
 const START_TIMEOUT_MS = 15_000;
 const REQUEST_TIMEOUT_MS = 30_000;

@@ -1,8 +1,8 @@
 /** `corral daemon status|stop`: the library calls behind them. */
 import { readFileSync } from "node:fs";
 import { setTimeout as sleep } from "node:timers/promises";
-import { daemonPaths } from "../core/layout.js";
-import { isAlive, signalProcess } from "../core/process.js";
+import { isAlive, signalProcess } from "../base/process.js";
+import { daemonPaths } from "../paths/layout.js";
 import { DaemonClient, type DaemonHealth } from "./client.js";
 import type { VmServicesStatus } from "./vm-services.js";
 

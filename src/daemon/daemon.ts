@@ -7,21 +7,23 @@
 import { chmodSync, existsSync, rmSync } from "node:fs";
 import { type AddressInfo, connect } from "node:net";
 import Fastify, { type FastifyInstance } from "fastify";
-import { writeFileAtomicSync } from "../core/atomic.js";
+import { writeFileAtomicSync } from "../base/atomic.js";
+import { processStartTime } from "../base/process.js";
+import { asCorralError, CorralError } from "../errors.js";
 import {
   daemonPaths,
   ensurePrivateDir,
   instancePaths,
   runRoot,
   stateRoot,
-} from "../core/layout.js";
-import { Manager } from "../core/manager.js";
-import { processStartTime } from "../core/process.js";
-import { ACTIVE_STATES, readRecord } from "../core/record.js";
-import { asCorralError, CorralError } from "../errors.js";
+} from "../paths/layout.js";
 import { NAME_PATTERN } from "../spec/schema.js";
+import { Manager } from "../vm/manager.js";
+import { ACTIVE_STATES, readRecord } from "../vm/record.js";
+import { needsHostServices } from "../vm/services.js";
 import { type PoolInput, Pools } from "./pools.js";
-import { needsDaemon, type VmServiceParts, VmServices } from "./vm-services.js";
+import { daemonServices } from "./services-client.js";
+import { type VmServiceParts, VmServices } from "./vm-services.js";
 
 export const DAEMON_VERSION = "1";
 
@@ -54,7 +56,7 @@ export class Daemon {
   private readonly vms = new Map<string, VmServices>();
   /** Attaches and detaches of one VM run one after another. */
   private readonly queues = new Map<string, Promise<unknown>>();
-  private readonly manager = new Manager();
+  private readonly manager = new Manager({ services: daemonServices });
   private readonly pools = new Pools(this.manager, (message, fields) =>
     this.options.log?.(message, fields),
   );
@@ -110,7 +112,7 @@ export class Daemon {
   /** Services of VMs that were running before this daemon started (a restart, a crash). */
   private async adopt(): Promise<void> {
     for (const vm of await this.manager.list().catch(() => [])) {
-      if (ACTIVE_STATES.includes(vm.state) && needsDaemon(vm.spec)) {
+      if (ACTIVE_STATES.includes(vm.state) && needsHostServices(vm.spec)) {
         await this.attach(vm.name).catch((err) =>
           this.log("adopt failed", { vm: vm.name, error: String(err) }),
         );

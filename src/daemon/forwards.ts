@@ -5,7 +5,7 @@
  */
 import { createServer, type Server, type Socket } from "node:net";
 import type { Duplex } from "node:stream";
-import { CorralError } from "../errors.js";
+import { portError } from "../net/host-ports.js";
 import type { PortForward } from "../spec/ports.js";
 
 export interface ForwardStatus extends PortForward {
@@ -91,40 +91,5 @@ export class PortForwarder {
   async close(): Promise<void> {
     for (const socket of this.sockets) socket.destroy();
     await new Promise<void>((resolve) => this.server.close(() => resolve()));
-  }
-}
-
-export function portError(forward: PortForward, err: NodeJS.ErrnoException): CorralError {
-  const where = `${forward.hostIp}:${forward.hostPort}`;
-  if (err.code === "EADDRINUSE") {
-    return new CorralError("PORT_IN_USE", `host port ${where} is already in use`, {
-      hint: `choose another host port (e.g. -p ${forward.hostPort + 1}:${forward.guestPort}), or stop what listens on ${where}`,
-    });
-  }
-  if (err.code === "EACCES") {
-    return new CorralError("PORT_IN_USE", `not allowed to listen on ${where}`, {
-      hint: "ports below 1024 need root; choose a port of 1024 or more",
-    });
-  }
-  if (err.code === "EADDRNOTAVAIL") {
-    return new CorralError("PORT_IN_USE", `${forward.hostIp} is not an address of this host`, {
-      hint: "use 127.0.0.1 (the default), 0.0.0.0, or an address from `ip addr`",
-    });
-  }
-  return new CorralError("PORT_IN_USE", `cannot listen on ${where}: ${err.message}`, {
-    cause: err,
-  });
-}
-
-/** Create-time check: binds and releases each host port, naming the first busy one. */
-export async function checkPortsFree(forwards: readonly PortForward[]): Promise<void> {
-  for (const forward of forwards) {
-    const probe = createServer();
-    await new Promise<void>((resolve, reject) => {
-      probe.once("error", (err: NodeJS.ErrnoException) => reject(portError(forward, err)));
-      probe.listen({ host: forward.hostIp, port: forward.hostPort, exclusive: true }, () =>
-        probe.close(() => resolve()),
-      );
-    });
   }
 }

@@ -4,7 +4,7 @@
  */
 import { appendFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
-import { daemonPaths } from "../core/layout.js";
+import { daemonPaths } from "../paths/layout.js";
 import { Daemon } from "./daemon.js";
 import { startVmParts, switches } from "./parts.js";
 

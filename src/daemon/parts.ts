@@ -4,13 +4,13 @@
  */
 import { appendFileSync, chmodSync, renameSync, rmSync, statSync } from "node:fs";
 import { createServer } from "node:net";
-import type { InstancePaths } from "../core/layout.js";
-import type { VmRecord } from "../core/record.js";
 import { EgressPolicy } from "../net/egress/policy.js";
 import { type EgressLogEntry, EgressProxy } from "../net/egress/proxy.js";
-import { parseAllowRules } from "../net/egress/rules.js";
 import { SwitchRegistry } from "../net/switch/registry.js";
+import type { InstancePaths } from "../paths/layout.js";
+import { parseAllowRules } from "../spec/allow-rules.js";
 import { parseNetworkMode } from "../spec/network.js";
+import type { VmRecord } from "../vm/record.js";
 import type { VmServiceParts } from "./vm-services.js";
 
 export const EGRESS_VSOCK_PORT = 1026;

@@ -9,12 +9,12 @@ import { randomBytes } from "node:crypto";
 import { mkdirSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { z } from "zod";
-import { writeFileAtomicSync } from "../core/atomic.js";
-import { poolsRoot } from "../core/layout.js";
-import type { Manager, VmInfo } from "../core/manager.js";
-import { ACTIVE_STATES } from "../core/record.js";
+import { writeFileAtomicSync } from "../base/atomic.js";
 import { CorralError } from "../errors.js";
+import { poolsRoot } from "../paths/layout.js";
 import { specSchema } from "../spec/schema.js";
+import type { Manager, VmInfo } from "../vm/manager.js";
+import { ACTIVE_STATES } from "../vm/record.js";
 
 export const POOL_NAME_PATTERN = /^[a-z0-9][a-z0-9_.-]{0,31}$/;
 

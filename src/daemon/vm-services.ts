@@ -4,11 +4,11 @@
  * VM's record; torn down when the VM stops, fails or is removed.
  */
 import type { Duplex } from "node:stream";
-import type { InstancePaths } from "../core/layout.js";
-import type { VmRecord } from "../core/record.js";
+import type { InstancePaths } from "../paths/layout.js";
 import { AgentClient } from "../protocols/agent/client.js";
 import { AGENT_VSOCK_PORT } from "../protocols/agent/ports.js";
 import { connectVsock } from "../protocols/hybrid-vsock/connect.js";
+import type { VmRecord } from "../vm/record.js";
 import { type ForwardStatus, PortForwarder } from "./forwards.js";
 
 export interface VmServicesStatus {
@@ -17,11 +17,6 @@ export interface VmServicesStatus {
   forwards: ForwardStatus[];
   egress: { rules: string[]; log: string } | null;
   switch: string | null;
-}
-
-/** The parts of a VM's spec that need the daemon. */
-export function needsDaemon(spec: VmRecord["spec"]): boolean {
-  return spec.ports.length > 0 || spec.allowHosts.length > 0 || spec.network.startsWith("switch:");
 }
 
 export interface VmServiceParts {

@@ -12,9 +12,9 @@
  * - VZ: the Swift helper is the VMM process; it bridges virtio-socket to the same UDS.
  */
 
-import type { InstancePaths } from "../core/layout.js";
 import { CorralError } from "../errors.js";
 import type { ImageInfo } from "../images/image-info.js";
+import type { InstancePaths } from "../paths/layout.js";
 import type { VmSpec } from "../spec/schema.js";
 
 export type Backend = "qemu" | "firecracker" | "cloud-hypervisor" | "vz";

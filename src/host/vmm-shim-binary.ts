@@ -10,9 +10,9 @@ import { access, mkdir, mkdtemp, readFile, rm } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
-import { commitTemp } from "../core/atomic.js";
-import { cachePaths } from "../core/layout.js";
+import { commitTemp } from "../base/atomic.js";
 import { CorralError } from "../errors.js";
+import { cachePaths } from "../paths/layout.js";
 
 const run = promisify(execFile);
 

@@ -8,9 +8,9 @@ import { constants } from "node:fs";
 import { access, mkdir, readFile, rename, rm } from "node:fs/promises";
 import { delimiter, dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { cachePaths } from "../core/layout.js";
-import { noProgress, type ProgressListener } from "../core/progress.js";
+import { noProgress, type ProgressListener } from "../base/progress.js";
 import { CorralError } from "../errors.js";
+import { cachePaths } from "../paths/layout.js";
 
 export const AGENT_BINARY_NAME = "corral-agent";
 

@@ -10,10 +10,10 @@ import { mkdir, open, readdir, readFile, rm, stat, writeFile } from "node:fs/pro
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
-import { commitTemp, writeFileAtomicSync } from "../core/atomic.js";
-import { cachePaths } from "../core/layout.js";
-import { noProgress, type ProgressListener } from "../core/progress.js";
+import { commitTemp, writeFileAtomicSync } from "../base/atomic.js";
+import { noProgress, type ProgressListener } from "../base/progress.js";
 import { CorralError } from "../errors.js";
+import { cachePaths } from "../paths/layout.js";
 import { buildAgent } from "./agent-binary.js";
 import { extractDeb } from "./debian/extract.js";
 import { type FetchedDeb, fetchDeb } from "./debian/fetch-deb.js";

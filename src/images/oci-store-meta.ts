@@ -5,7 +5,7 @@
 import { readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { z } from "zod";
-import { writeFileAtomicSync } from "../core/atomic.js";
+import { writeFileAtomicSync } from "../base/atomic.js";
 import { ROOTFS_FILE } from "./oci/rootfs.js";
 import { ociStorePaths } from "./oci-store-refs.js";
 

@@ -4,8 +4,8 @@
  */
 import { lstatSync, readdirSync, rmSync } from "node:fs";
 import { join } from "node:path";
-import { cachePaths } from "../core/layout.js";
 import { CorralError } from "../errors.js";
+import { cachePaths } from "../paths/layout.js";
 import { readImageMeta } from "./oci-store-meta.js";
 import {
   digestsInUseByPulls,

@@ -9,11 +9,11 @@ import { randomBytes } from "node:crypto";
 import { mkdirSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { z } from "zod";
-import { writeFileAtomicSync } from "../core/atomic.js";
-import { cachePaths } from "../core/layout.js";
-import { acquireLock } from "../core/lock.js";
-import { isAlive, processStartTime } from "../core/process.js";
+import { writeFileAtomicSync } from "../base/atomic.js";
+import { acquireLock } from "../base/lock.js";
+import { isAlive, processStartTime } from "../base/process.js";
 import { CorralError } from "../errors.js";
+import { cachePaths } from "../paths/layout.js";
 import { formatReference, parseReference } from "../protocols/oci/reference.js";
 
 const refEntrySchema = z.object({

@@ -12,8 +12,8 @@
  */
 import { statSync } from "node:fs";
 import { dirname } from "node:path";
-import { cachePaths } from "../core/layout.js";
-import { noProgress, type ProgressListener } from "../core/progress.js";
+import { noProgress, type ProgressListener } from "../base/progress.js";
+import { cachePaths } from "../paths/layout.js";
 import { type Layer, OciClient } from "../protocols/oci/client.js";
 import type { BasicCredentials } from "../protocols/oci/credentials.js";
 import { formatPlatform, type Platform, parsePlatform } from "../protocols/oci/platform.js";

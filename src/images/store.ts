@@ -1,7 +1,7 @@
 import { readdirSync, readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { z } from "zod";
-import { cachePaths } from "../core/layout.js";
+import { cachePaths } from "../paths/layout.js";
 import type { ImageInfo } from "./image-info.js";
 
 export const imageInfoSchema = z.object({

@@ -4,9 +4,9 @@
  */
 import { z } from "zod";
 import { CorralError } from "../errors.js";
-import { cloudInitSchema } from "../images/cloud-init/spec.js";
-import { parseAllowRule } from "../net/egress/rules.js";
 import { parseReference } from "../protocols/oci/reference.js";
+import { parseAllowRule } from "./allow-rules.js";
+import { cloudInitSchema } from "./cloud-init.js";
 import { guestPathProblem } from "./mounts.js";
 import { isIpv4, NETWORK_HINT, networkModeProblem, parseIpv4Cidr } from "./network.js";
 import { parseSize } from "./size.js";

@@ -7,9 +7,9 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { gzipSync } from "node:zlib";
-import { cachePaths } from "../../src/core/layout.js";
-import type { ProgressEvent } from "../../src/core/progress.js";
+import type { ProgressEvent } from "../../src/base/progress.js";
 import { isCorralError } from "../../src/errors.js";
+import { cachePaths } from "../../src/paths/layout.js";
 import { OciClient } from "../../src/protocols/oci/client.js";
 import {
   DOCKER_LIST,

@@ -9,9 +9,9 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
+import { QmpClient } from "../../src/drivers/qemu/qmp.js";
 import { isCorralError } from "../../src/errors.js";
 import { buildVmmShim } from "../../src/host/vmm-shim-binary.js";
-import { QmpClient } from "../../src/protocols/qmp/client.js";
 
 let dir: string;
 let qemu: ChildProcess | undefined;

@@ -9,9 +9,9 @@ import { mkdirSync, writeFileSync } from "node:fs";
 import { copyFile } from "node:fs/promises";
 import { join } from "node:path";
 import { promisify } from "node:util";
-import { cachePaths } from "../../src/core/layout.js";
 import { readDebFiles } from "../../src/images/debian/extract.js";
 import { findDefaultImage } from "../../src/images/default-image.js";
+import { cachePaths } from "../../src/paths/layout.js";
 
 const run = promisify(execFile);
 

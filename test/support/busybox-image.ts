@@ -11,9 +11,9 @@
  */
 import { createHash } from "node:crypto";
 import { existsSync } from "node:fs";
-import { cachePaths } from "../../src/core/layout.js";
 import { readDebFiles } from "../../src/images/debian/extract.js";
 import { findDefaultImage } from "../../src/images/default-image.js";
+import { cachePaths } from "../../src/paths/layout.js";
 import { OCI_MANIFEST, pushImage } from "./oci-push.js";
 import { compress, type TarEntry, tarBuffer } from "./tar-fixtures.js";
 

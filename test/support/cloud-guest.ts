@@ -37,12 +37,12 @@ import {
   writeFile,
 } from "node:fs/promises";
 import { dirname, join } from "node:path";
-import { writeFileAtomicSync } from "../../src/core/atomic.js";
-import { cacheRoot } from "../../src/core/layout.js";
+import { writeFileAtomicSync } from "../../src/base/atomic.js";
 import { fetchRequired } from "../../src/images/debian/http.js";
 import { debianMirror } from "../../src/images/debian/mirror.js";
 import { parseRelease } from "../../src/images/debian/release.js";
 import { DEBIAN_KEYRING } from "../../src/images/debian/signature.js";
+import { cacheRoot } from "../../src/paths/layout.js";
 
 export interface CloudGuest {
   /** qcow2 of an ext4 root filesystem (no partition table): attach as the first virtio disk. */

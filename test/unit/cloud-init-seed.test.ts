@@ -9,17 +9,17 @@ import { parse } from "yaml";
 import { isCorralError } from "../../src/errors.js";
 import { buildSeed, writeSeed } from "../../src/images/cloud-init/seed.js";
 import {
-  AGENT_BINARY_PATH,
-  AGENT_UNIT_PATH,
-  type CloudInitSpecInput,
-  parseCloudInit,
-} from "../../src/images/cloud-init/spec.js";
-import {
   instanceIdFor,
   renderMetaData,
   renderNetworkConfig,
   renderUserData,
 } from "../../src/images/cloud-init/user-data.js";
+import {
+  AGENT_BINARY_PATH,
+  AGENT_UNIT_PATH,
+  type CloudInitSpecInput,
+  parseCloudInit,
+} from "../../src/spec/cloud-init.js";
 
 const dir = mkdtempSync(join(tmpdir(), "corral-seed-"));
 after(() => rmSync(dir, { recursive: true, force: true }));

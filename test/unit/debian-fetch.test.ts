@@ -3,11 +3,11 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
-import { cachePaths } from "../../src/core/layout.js";
-import type { ProgressEvent } from "../../src/core/progress.js";
+import type { ProgressEvent } from "../../src/base/progress.js";
 import { isCorralError } from "../../src/errors.js";
 import { fetchDeb } from "../../src/images/debian/fetch-deb.js";
 import { loadIndex } from "../../src/images/debian/index.js";
+import { cachePaths } from "../../src/paths/layout.js";
 import { type FakeArchive, fakeArchive, makeDeb, sha256 } from "./debian-fixtures.js";
 
 const retry = { attempts: 3, backoffMs: 5 };

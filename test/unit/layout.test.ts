@@ -3,8 +3,8 @@ import { chmodSync, mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, it } from "node:test";
-import { ensurePrivateDir, instancePaths, runRoot } from "../../src/core/layout.js";
 import { isCorralError } from "../../src/errors.js";
+import { ensurePrivateDir, instancePaths, runRoot } from "../../src/paths/layout.js";
 
 describe("layout", () => {
   it("keeps socket paths short enough for sun_path", () => {

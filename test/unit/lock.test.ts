@@ -4,7 +4,7 @@ import { existsSync, mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, it } from "node:test";
-import { acquireLock, tryLock } from "../../src/core/lock.js";
+import { acquireLock, tryLock } from "../../src/base/lock.js";
 import { isCorralError } from "../../src/errors.js";
 
 describe("acquireLock", () => {

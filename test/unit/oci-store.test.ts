@@ -4,7 +4,6 @@ import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, beforeEach, describe, it } from "node:test";
-import { cachePaths } from "../../src/core/layout.js";
 import { isCorralError } from "../../src/errors.js";
 import { ROOTFS_FILE } from "../../src/images/oci/rootfs.js";
 import {
@@ -22,6 +21,7 @@ import {
   readRefs,
   updateRefs,
 } from "../../src/images/oci-store-refs.js";
+import { cachePaths } from "../../src/paths/layout.js";
 
 const digest = (c: string) => `sha256:${c.repeat(64)}`;
 const A = digest("a");

@@ -1,8 +1,8 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { instancePaths } from "../../src/core/layout.js";
 import type { VmContext } from "../../src/drivers/driver.js";
 import { qemuArgs, vhostVsockArgs } from "../../src/drivers/qemu/args.js";
+import { instancePaths } from "../../src/paths/layout.js";
 import { parseSpec } from "../../src/spec/schema.js";
 
 function context(overrides: Record<string, unknown> = {}): VmContext {

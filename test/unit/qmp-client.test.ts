@@ -4,8 +4,8 @@ import { createServer, type Server, type Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
+import { QmpClient } from "../../src/drivers/qemu/qmp.js";
 import { isCorralError } from "../../src/errors.js";
-import { QmpClient } from "../../src/protocols/qmp/client.js";
 
 const GREETING = {
   QMP: {

@@ -3,10 +3,10 @@ import { mkdirSync, mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, it } from "node:test";
-import { instancePaths } from "../../src/core/layout.js";
-import { reconcile } from "../../src/core/reconcile.js";
-import type { VmRecord } from "../../src/core/record.js";
+import { instancePaths } from "../../src/paths/layout.js";
 import { parseSpec } from "../../src/spec/schema.js";
+import { reconcile } from "../../src/vm/reconcile.js";
+import type { VmRecord } from "../../src/vm/record.js";
 
 function setup(overrides: Partial<VmRecord>) {
   process.env.CORRAL_STATE_DIR = mkdtempSync(join(tmpdir(), "corral-rec-"));

@@ -4,7 +4,7 @@ import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, it } from "node:test";
-import { createEmptyDisk, createOverlay, probeDiskFormat } from "../../src/core/root-disk.js";
+import { createEmptyDisk, createOverlay, probeDiskFormat } from "../../src/drivers/qemu/disks.js";
 import { isCorralError } from "../../src/errors.js";
 
 const dir = mkdtempSync(join(tmpdir(), "corral-disk-"));

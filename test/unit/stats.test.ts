@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { diskCounters, parseMeminfo, parseNetDev, processUsage } from "../../src/core/stats.js";
+import { diskCounters, parseMeminfo, parseNetDev, processUsage } from "../../src/vm/stats.js";
 
 describe("stats parsing", () => {
   it("reads the guest's meminfo and rejects nonsense", () => {

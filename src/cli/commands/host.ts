@@ -1,6 +1,6 @@
 import type { Command } from "commander";
-import { doctor } from "../../host/doctor.js";
-import { setup } from "../../host/setup.js";
+import { doctor } from "../../setup/doctor.js";
+import { setup } from "../../setup/setup.js";
 import { printJson, progressRenderer } from "../render.js";
 
 export function registerHostCommands(program: Command): void {

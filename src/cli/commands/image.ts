@@ -5,8 +5,7 @@
  */
 
 import type { Command } from "commander";
-import { Manager } from "../../core/manager.js";
-import type { ProgressEvent } from "../../core/progress.js";
+import type { ProgressEvent } from "../../base/progress.js";
 import { CorralError } from "../../errors.js";
 import type { ImageInfo } from "../../images/image-info.js";
 import {
@@ -21,6 +20,7 @@ import {
 import { listImages } from "../../images/store.js";
 import { parseCredentials } from "../../protocols/oci/credentials.js";
 import { parseReference } from "../../protocols/oci/reference.js";
+import { Manager } from "../../sdk/manager.js";
 import { formatSize } from "../../spec/size.js";
 import { collect } from "../options.js";
 import { age, printJson, printTable } from "../render.js";

@@ -1,8 +1,8 @@
 import { constants } from "node:os";
 import type { Command } from "commander";
-import { Manager } from "../../core/manager.js";
-import { runInVm } from "../../core/run.js";
 import { CorralError } from "../../errors.js";
+import { Manager } from "../../sdk/manager.js";
+import { runInVm } from "../../sdk/run.js";
 import { parseEnvPairs } from "../../spec/schema.js";
 import {
   collect,

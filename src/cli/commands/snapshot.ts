@@ -1,7 +1,7 @@
 import type { Command } from "commander";
-import { Manager } from "../../core/manager.js";
-import type { SnapshotMeta } from "../../core/snapshot-store.js";
+import { Manager } from "../../sdk/manager.js";
 import { formatSize, parseSize } from "../../spec/size.js";
+import type { SnapshotMeta } from "../../vm/snapshot-store.js";
 import { age, printJson, printTable } from "../render.js";
 
 function summary(meta: SnapshotMeta) {

@@ -3,11 +3,9 @@ import { statSync } from "node:fs";
 import { chmod, copyFile } from "node:fs/promises";
 import { setTimeout as sleep } from "node:timers/promises";
 import { promisify } from "node:util";
-import { retryUntil, waitForPath } from "../../core/wait.js";
+import { retryUntil, waitForPath } from "../../base/wait.js";
 import { CorralError, isCorralError } from "../../errors.js";
 import { requireTool } from "../../host/tools.js";
-import { findVhostDeviceVsock } from "../../host/vhost-device-vsock.js";
-import { QmpClient } from "../../protocols/qmp/client.js";
 import type { VmSpec } from "../../spec/schema.js";
 import {
   type BlockStats,
@@ -25,6 +23,8 @@ import {
   vhostVsockArgs,
   virtiofsSocket,
 } from "./args.js";
+import { QmpClient } from "./qmp.js";
+import { findVhostDeviceVsock } from "./vhost-device-vsock.js";
 
 const QMP_CONNECT_TIMEOUT_MS = 15_000;
 /** device_del completes in ~90 ms under TCG with ACPI hotplug (docs/research/snapshot-spike.md). */

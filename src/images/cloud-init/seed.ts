@@ -3,9 +3,9 @@
  * `meta-data` and, when the VM has a NIC to configure, `network-config`
  * (docs/cloud-init.md). Byte-for-byte deterministic for the same inputs.
  */
-import { writeFileAtomicSync } from "../../core/atomic.js";
+import { writeFileAtomicSync } from "../../base/atomic.js";
 import { buildIso, type IsoFile } from "../../protocols/iso9660/index.js";
-import type { CloudInitSpec } from "./spec.js";
+import type { CloudInitSpec } from "../../spec/cloud-init.js";
 import {
   instanceIdFor,
   renderMetaData,

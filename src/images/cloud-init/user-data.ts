@@ -17,7 +17,7 @@ import { createHash } from "node:crypto";
 import { isIP } from "node:net";
 import { stringify } from "yaml";
 import { CorralError } from "../../errors.js";
-import { AGENT_BINARY_PATH, AGENT_UNIT_PATH, type CloudInitSpec } from "./spec.js";
+import { AGENT_BINARY_PATH, AGENT_UNIT_PATH, type CloudInitSpec } from "../../spec/cloud-init.js";
 
 export interface AgentStep {
   /** The static guest agent (agent/corral-agent.c). */

@@ -1,7 +1,7 @@
 import { mkdir, stat } from "node:fs/promises";
-import { cachePaths } from "../../core/layout.js";
-import type { ProgressListener } from "../../core/progress.js";
+import type { ProgressListener } from "../../base/progress.js";
 import { CorralError } from "../../errors.js";
+import { cachePaths } from "../../paths/layout.js";
 import { downloadVerified, type RetryOptions } from "./http.js";
 import { loadIndex } from "./index.js";
 import type { DebPackage } from "./packages.js";

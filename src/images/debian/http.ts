@@ -2,8 +2,8 @@ import { createHash } from "node:crypto";
 import { open, rename, rm } from "node:fs/promises";
 import { setTimeout as sleep } from "node:timers/promises";
 import { fetch } from "undici";
-import { tempSibling } from "../../core/atomic.js";
-import { noProgress, type ProgressListener } from "../../core/progress.js";
+import { tempSibling } from "../../base/atomic.js";
+import { noProgress, type ProgressListener } from "../../base/progress.js";
 import { CorralError, isCorralError } from "../../errors.js";
 
 export interface RetryOptions {

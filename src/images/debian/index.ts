@@ -1,10 +1,10 @@
 import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { z } from "zod";
-import { writeFileAtomicSync } from "../../core/atomic.js";
-import { cachePaths } from "../../core/layout.js";
-import { noProgress, type ProgressListener } from "../../core/progress.js";
+import { writeFileAtomicSync } from "../../base/atomic.js";
+import { noProgress, type ProgressListener } from "../../base/progress.js";
 import { CorralError } from "../../errors.js";
+import { cachePaths } from "../../paths/layout.js";
 import { type Compression, decompressBuffer } from "./decompress.js";
 import { downloadVerified, fetchOptional, type RetryOptions } from "./http.js";
 import { debianMirror } from "./mirror.js";

@@ -5,7 +5,7 @@
 import { mkdir, realpath } from "node:fs/promises";
 import { pipeline } from "node:stream/promises";
 import * as tar from "tar-stream";
-import { noProgress, type ProgressListener } from "../../core/progress.js";
+import { noProgress, type ProgressListener } from "../../base/progress.js";
 import { CorralError } from "../../errors.js";
 import { LayerApplier } from "./entry.js";
 import type { Fixups } from "./fixups.js";

@@ -4,8 +4,8 @@
  * result, and only then is the file renamed into place.
  */
 import { rename, rm, stat } from "node:fs/promises";
-import { tempSibling } from "../../core/atomic.js";
-import { noProgress, type ProgressListener } from "../../core/progress.js";
+import { tempSibling } from "../../base/atomic.js";
+import { noProgress, type ProgressListener } from "../../base/progress.js";
 import { CorralError } from "../../errors.js";
 import { fixupScript } from "./fixup-script.js";
 import { Fixups } from "./fixups.js";

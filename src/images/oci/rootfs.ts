@@ -16,9 +16,9 @@
  */
 import { mkdir, mkdtemp, rm, rmdir, stat } from "node:fs/promises";
 import { join } from "node:path";
-import { cachePaths } from "../../core/layout.js";
-import { noProgress, type ProgressListener } from "../../core/progress.js";
+import { noProgress, type ProgressListener } from "../../base/progress.js";
 import { CorralError } from "../../errors.js";
+import { cachePaths } from "../../paths/layout.js";
 import { applyLayers } from "./apply.js";
 import { buildExt4 } from "./ext4.js";
 import type { LayerBlob } from "./layers.js";

@@ -1,4 +1,16 @@
 /** Egress: `--allow-host` rules, the allow/deny policy, and the host-side HTTP proxy. */
+
+export {
+  type AllowRule,
+  type AllowRuleJson,
+  DEFAULT_PORTS,
+  type PortRange,
+  parseAllowRule,
+  parseAllowRules,
+  ruleFromJson,
+  ruleToJson,
+  ruleToString,
+} from "../../spec/allow-rules.js";
 export {
   classifyAddress,
   type EgressDecision,
@@ -13,14 +25,3 @@ export {
   type EgressProxyOptions,
   serveEgressConnection,
 } from "./proxy.js";
-export {
-  type AllowRule,
-  type AllowRuleJson,
-  DEFAULT_PORTS,
-  type PortRange,
-  parseAllowRule,
-  parseAllowRules,
-  ruleFromJson,
-  ruleToJson,
-  ruleToString,
-} from "./rules.js";

@@ -37,7 +37,7 @@ import {
   portsToString,
   ruleToString,
   unmapIPv4,
-} from "./rules.js";
+} from "../../spec/allow-rules.js";
 
 export interface EgressTarget {
   /** As requested: a name or an IP literal (IPv6 with or without brackets). */

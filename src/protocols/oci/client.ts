@@ -2,7 +2,7 @@
  * OCI distribution client: resolves an image reference to a platform's manifest and config,
  * and downloads layers into the verified blob cache. See docs/oci.md.
  */
-import type { ProgressListener } from "../../core/progress.js";
+import type { ProgressListener } from "../../base/progress.js";
 import { CorralError } from "../../errors.js";
 import { Authenticator, pullScope } from "./auth.js";
 import { cachedBlob, removeStaleTemps, writeBlob } from "./blob-store.js";

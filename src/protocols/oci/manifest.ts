@@ -5,7 +5,13 @@
 import { CorralError } from "../../errors.js";
 import { parseDigest } from "./digest.js";
 import { isSchema1, type ManifestKind, MediaType, manifestKind } from "./media-types.js";
-import type { Platform } from "./platform.js";
+
+/** A descriptor's platform, as the image spec writes it (platform.ts normalises and selects). */
+export interface Platform {
+  os: string;
+  architecture: string;
+  variant?: string;
+}
 
 export interface Descriptor {
   mediaType: string;

@@ -4,13 +4,9 @@
  * `arm64/v8` are the same thing); `x86_64` is `amd64` (default variant `v1`).
  */
 import { CorralError } from "../../errors.js";
-import type { Descriptor } from "./manifest.js";
+import type { Descriptor, Platform } from "./manifest.js";
 
-export interface Platform {
-  os: string;
-  architecture: string;
-  variant?: string;
-}
+export type { Platform };
 
 export const DEFAULT_PLATFORM: Platform = { os: "linux", architecture: "amd64" };
 

@@ -6,7 +6,7 @@ import { spawn } from "node:child_process";
 import { closeSync, openSync, readFileSync } from "node:fs";
 import { z } from "zod";
 import type { LaunchPlan } from "../drivers/driver.js";
-import type { InstancePaths } from "./layout.js";
+import type { InstancePaths } from "../paths/layout.js";
 
 const shimStateSchema = z.object({
   shimPid: z.number().int().positive(),

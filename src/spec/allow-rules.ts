@@ -13,7 +13,7 @@
  *
  * This file also holds the strict IP address parsing the policy shares.
  */
-import { CorralError } from "../../errors.js";
+import { CorralError } from "../errors.js";
 
 export interface PortRange {
   from: number;

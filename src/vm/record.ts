@@ -1,9 +1,9 @@
 /** The persisted record of one VM (vm.json), and its atomic read/write. */
 import { readFileSync } from "node:fs";
 import { z } from "zod";
+import { writeFileAtomicSync } from "../base/atomic.js";
 import { CorralError } from "../errors.js";
 import { specSchema } from "../spec/schema.js";
-import { writeFileAtomicSync } from "./atomic.js";
 
 export const VM_STATES = [
   "creating",

@@ -1,10 +1,10 @@
 /** What `corral doctor` reports: every dependency, and which accelerator would be used and why. */
 import { execFileSync } from "node:child_process";
-import { cacheRoot, stateRoot } from "../core/layout.js";
 import { type AcceleratorChoice, chooseAccelerator } from "../drivers/qemu/accel.js";
+import { findVhostDeviceVsock } from "../drivers/qemu/vhost-device-vsock.js";
+import { findTool, HOST_TOOLS } from "../host/tools.js";
 import { findDefaultImage } from "../images/default-image.js";
-import { findTool, HOST_TOOLS } from "./tools.js";
-import { findVhostDeviceVsock } from "./vhost-device-vsock.js";
+import { cacheRoot, stateRoot } from "../paths/layout.js";
 
 export interface DoctorCheck {
   name: string;

@@ -11,7 +11,7 @@ import { CorralError, isCorralError } from "../errors.js";
 import { DEFAULT_IMAGE_NAME } from "../images/default-image.js";
 import { findOciImage, type PullOptions, pullImage } from "../images/oci-store.js";
 import type { VmSpecInput } from "../spec/schema.js";
-import type { Manager, VmInfo } from "./manager.js";
+import type { Manager, VmInfo } from "../vm/manager.js";
 
 export interface RunOptions {
   spec: Partial<VmSpecInput>;

@@ -3,15 +3,15 @@
  * vhost-device-vsock, compiles the shim and agent, and builds the default image. Every step
  * is a no-op when already done, so running it twice is cheap.
  */
-import type { ProgressListener } from "../core/progress.js";
-import { noProgress } from "../core/progress.js";
+import type { ProgressListener } from "../base/progress.js";
+import { noProgress } from "../base/progress.js";
+import { ensureVhostDeviceVsock } from "../drivers/qemu/vhost-device-vsock.js";
 import { CorralError } from "../errors.js";
+import { aptInstall, aptInstallCommand, canUseApt } from "../host/apt.js";
+import { missingTools } from "../host/tools.js";
+import { buildVmmShim } from "../host/vmm-shim-binary.js";
 import { buildDefaultImage } from "../images/default-image.js";
 import type { ImageInfo } from "../images/image-info.js";
-import { aptInstall, aptInstallCommand, canUseApt } from "./apt.js";
-import { missingTools } from "./tools.js";
-import { ensureVhostDeviceVsock } from "./vhost-device-vsock.js";
-import { buildVmmShim } from "./vmm-shim-binary.js";
 
 export interface SetupOptions {
   onProgress?: ProgressListener;

@@ -20,18 +20,34 @@ import {
 import { copyFile, readFile } from "node:fs/promises";
 import { basename, join, relative } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
-import { DaemonClient } from "../daemon/client.js";
-import { needsDaemon } from "../daemon/vm-services.js";
+import { acquireLock, tryLock } from "../base/lock.js";
+import { isAlive, signalProcess } from "../base/process.js";
+import { serialTail } from "../base/tail.js";
 import { type Driver, unsupported, type VmContext } from "../drivers/driver.js";
 import { chooseAccelerator } from "../drivers/qemu/accel.js";
+import { createEmptyDisk, createOverlay, probeDiskFormat } from "../drivers/qemu/disks.js";
 import { QemuDriver } from "../drivers/qemu/driver.js";
+import {
+  hashDescriptor,
+  receiveToFile,
+  type StreamDigest,
+} from "../drivers/qemu/migration-stream.js";
 import { CorralError, isCorralError } from "../errors.js";
+import { applyImageConfig, commandFor, egressProxyEnv } from "../guest/exec-defaults.js";
 import { buildVmmShim } from "../host/vmm-shim-binary.js";
 import { buildAgent } from "../images/agent-binary.js";
-import { parseCloudInit } from "../images/cloud-init/spec.js";
 import { DEFAULT_IMAGE_NAME, findDefaultImage } from "../images/default-image.js";
 import type { ImageInfo } from "../images/image-info.js";
 import { findOciImage, type OciImage } from "../images/oci-store.js";
+import {
+  ensurePrivateDir,
+  type InstancePaths,
+  instancePaths,
+  snapshotPaths,
+  snapshotsRoot,
+  switchLockPath,
+  vmsRoot,
+} from "../paths/layout.js";
 import {
   AgentClient,
   type ExecProcess,
@@ -41,6 +57,7 @@ import {
 import { AGENT_READY_PORT, AGENT_VSOCK_PORT } from "../protocols/agent/ports.js";
 import { connectVsock } from "../protocols/hybrid-vsock/connect.js";
 import { firstGuestLine } from "../protocols/hybrid-vsock/listen.js";
+import { parseCloudInit } from "../spec/cloud-init.js";
 import { checkMountSource } from "../spec/mounts.js";
 import { parseNetworkMode } from "../spec/network.js";
 import {
@@ -50,24 +67,10 @@ import {
   type VmSpec,
   type VmSpecInput,
 } from "../spec/schema.js";
-import { applyImageConfig, commandFor, egressProxyEnv } from "./exec-defaults.js";
-import {
-  ensurePrivateDir,
-  type InstancePaths,
-  instancePaths,
-  snapshotPaths,
-  snapshotsRoot,
-  switchLockPath,
-  vmsRoot,
-} from "./layout.js";
-import { acquireLock, tryLock } from "./lock.js";
-import { hashDescriptor, receiveToFile, type StreamDigest } from "./migration-stream.js";
-import { isAlive, signalProcess } from "./process.js";
+import { allocateSwitchAddress, checkHostResources, prepareTap } from "./network.js";
 import { reconcile, releaseResources } from "./reconcile.js";
 import { ACTIVE_STATES, readRecord, type VmRecord, type VmState, writeRecord } from "./record.js";
-import { createEmptyDisk, createOverlay, probeDiskFormat } from "./root-disk.js";
-import { serialTail } from "./serial-tail.js";
-import { launchShim, readShimState, readVmmExit, VMM_FD } from "./shim.js";
+import { type HostServices, needsHostServices, noHostServices } from "./services.js";
 import {
   checkSnapshotName,
   damaged,
@@ -81,7 +84,7 @@ import {
   writeSnapshotMeta,
 } from "./snapshot-store.js";
 import { diskCounters, parseMeminfo, parseNetDev, processUsage, type VmStats } from "./stats.js";
-import { allocateSwitchAddress, checkHostResources, prepareTap } from "./vm-network.js";
+import { launchShim, readShimState, readVmmExit, VMM_FD } from "./supervisor.js";
 
 export type ManagerEvent =
   | { type: "state"; name: string; state: VmState; reason?: string }
@@ -89,6 +92,8 @@ export type ManagerEvent =
 
 export interface ManagerOptions {
   driver?: Driver;
+  /** Who serves port forwards, egress and switch ports (the SDK entry passes the daemon). */
+  services?: HostServices;
   onEvent?: (event: ManagerEvent) => void;
 }
 
@@ -116,12 +121,14 @@ export const AGENT_KEEP_ALIVE = { idleMs: 10_000, max: 4 };
 
 export class Manager {
   private readonly driver: Driver;
+  private readonly services: HostServices;
   private readonly emit: (event: ManagerEvent) => void;
   /** By vsock socket path; `life` is the VM's startedAt, so a restarted VM gets new ones. */
   private readonly keptAgents = new Map<string, { life: string; client: AgentClient }>();
 
   constructor(options: ManagerOptions = {}) {
     this.driver = options.driver ?? new QemuDriver();
+    this.services = options.services ?? noHostServices;
     this.emit = options.onEvent ?? (() => {});
   }
 
@@ -369,17 +376,17 @@ export class Manager {
     );
     this.save(state, paths);
     let shimPid: number | undefined;
-    let daemon: DaemonClient | undefined;
+    let attached = false;
     // A restore's memory file: QEMU reads it through its copy, corral hashes this one.
     let memoryFd: number | undefined;
     const hashing = new AbortController();
     try {
       if (restore !== undefined) memoryFd = openMemoryFile(restore);
       signal?.throwIfAborted();
-      if (needsDaemon(record.spec)) {
+      if (needsHostServices(record.spec)) {
         // Forwards bind here: a port taken since create fails the start before any boot.
-        daemon = await DaemonClient.ensure();
-        await daemon.request("PUT", `/v1/vms/${record.name}/services`);
+        attached = true;
+        await this.services.attach(record.name);
       }
       shimPid = launchShim({
         shimPath,
@@ -411,14 +418,13 @@ export class Manager {
       writeFileSync(paths.readyFile, "");
       state = { ...state, state: "ready", readyAt: new Date().toISOString() };
       this.save(state, paths);
-      await daemon?.close();
       return this.info(state, paths);
     } catch (err) {
       readyNotice.close();
       if (memoryFd !== undefined) closeSync(memoryFd);
       hashing.abort();
       this.forgetAgent(paths.vsockSocket);
-      await daemon?.request("DELETE", `/v1/vms/${record.name}/services`).catch(() => {});
+      if (attached) await this.services.detach(record.name).catch(() => {});
       // The VMM may be dying right now: give the shim a moment to record why.
       const exit =
         readVmmExit(paths) ??
@@ -431,7 +437,6 @@ export class Manager {
         signalGroup(shimPid);
       }
       releaseResources(paths);
-      await daemon?.close();
       const aborted = signal?.aborted === true;
       const reason = aborted
         ? "start interrupted"
@@ -998,7 +1003,7 @@ export class Manager {
       await this.waitForExit(paths, 5_000).catch(() => {});
     }
     releaseResources(paths);
-    await detachServices(record);
+    await this.detachServices(record);
     const next: VmRecord = { ...record, state: "stopped", stoppedAt: new Date().toISOString() };
     this.save(next, paths);
     return this.info(next, paths);
@@ -1038,7 +1043,7 @@ export class Manager {
       }
       this.forgetAgent(paths.vsockSocket);
       releaseResources(paths);
-      await detachServices(record);
+      await this.detachServices(record);
       await this.waitForShimGone(paths);
       // Out of sight while still locked: a command waiting for the lock must find no VM,
       // not a half-deleted one. ("." names are never VM names.)
@@ -1058,6 +1063,12 @@ export class Manager {
       if (Date.now() > deadline) return;
       await sleep(10);
     }
+  }
+
+  /** Host services stop serving the VM (best effort: the daemon notices a gone VM anyway). */
+  private async detachServices(record: VmRecord): Promise<void> {
+    if (!needsHostServices(record.spec)) return;
+    await this.services.detach(record.name).catch(() => {});
   }
 
   async inspect(name: string): Promise<VmInfo> {
@@ -1424,15 +1435,6 @@ async function swapSidecar(paths: InstancePaths): Promise<void> {
     }
     await sleep(5);
   }
-}
-
-/** The daemon stops serving the VM (best effort: its watcher notices a gone VM anyway). */
-async function detachServices(record: VmRecord): Promise<void> {
-  if (!needsDaemon(record.spec)) return;
-  const daemon = await DaemonClient.ifRunning();
-  if (daemon === undefined) return;
-  await daemon.request("DELETE", `/v1/vms/${record.name}/services`).catch(() => {});
-  await daemon.close();
 }
 
 function signalGroup(leader: number): void {

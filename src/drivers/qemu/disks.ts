@@ -5,8 +5,8 @@
 import { execFile } from "node:child_process";
 import { statSync } from "node:fs";
 import { promisify } from "node:util";
-import { CorralError } from "../errors.js";
-import { requireTool } from "../host/tools.js";
+import { CorralError } from "../../errors.js";
+import { requireTool } from "../../host/tools.js";
 
 const run = promisify(execFile);
 

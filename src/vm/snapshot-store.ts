@@ -6,11 +6,11 @@
  */
 import { existsSync, openSync, readdirSync, readFileSync, rmSync, statSync } from "node:fs";
 import { z } from "zod";
+import { writeFileAtomicSync } from "../base/atomic.js";
+import { hashDescriptor } from "../drivers/qemu/migration-stream.js";
 import { CorralError } from "../errors.js";
+import { snapshotPaths, snapshotsRoot } from "../paths/layout.js";
 import { NAME_PATTERN } from "../spec/schema.js";
-import { writeFileAtomicSync } from "./atomic.js";
-import { snapshotPaths, snapshotsRoot } from "./layout.js";
-import { hashDescriptor } from "./migration-stream.js";
 import { recordSchema } from "./record.js";
 
 /** Bump when what a snapshot holds, or the VMM arguments it must be restored with, change. */

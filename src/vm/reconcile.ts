@@ -4,11 +4,11 @@
  * asked for), makes sure no sidecar survives, and removes the VM's sockets.
  */
 import { readFileSync, rmSync } from "node:fs";
-import type { InstancePaths } from "./layout.js";
-import { isAlive, signalProcess } from "./process.js";
+import { isAlive, signalProcess } from "../base/process.js";
+import type { InstancePaths } from "../paths/layout.js";
+import { releaseTap } from "./network.js";
 import { ACTIVE_STATES, type VmRecord, writeRecord } from "./record.js";
-import { readShimState, readVmmExit } from "./shim.js";
-import { releaseTap } from "./vm-network.js";
+import { readShimState, readVmmExit } from "./supervisor.js";
 
 /** Longer than any shim takes to report (it forks and writes shim.json within milliseconds). */
 const STALE_START_MS = 30_000;

@@ -5,7 +5,7 @@
  * `cloudInit.users[0].sshAuthorizedKeys[1]: not an OpenSSH public key`.
  */
 import { z } from "zod";
-import { CorralError } from "../../errors.js";
+import { CorralError } from "../errors.js";
 
 /** Where the agent step writes; user write_files may not touch these. */
 export const AGENT_BINARY_PATH = "/usr/local/sbin/corral-agent";

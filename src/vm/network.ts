@@ -6,14 +6,14 @@
 import { execFileSync } from "node:child_process";
 import { existsSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { checkPortsFree } from "../daemon/forwards.js";
 import { CorralError } from "../errors.js";
 import { requireTool } from "../host/tools.js";
+import { checkPortsFree } from "../net/host-ports.js";
+import type { InstancePaths } from "../paths/layout.js";
+import { vmsRoot } from "../paths/layout.js";
 import { checkMountSource } from "../spec/mounts.js";
 import { parseNetworkMode, SWITCH_SUBNET, switchAddress } from "../spec/network.js";
 import type { VmSpec } from "../spec/schema.js";
-import type { InstancePaths } from "./layout.js";
-import { vmsRoot } from "./layout.js";
 import { readRecord } from "./record.js";
 
 export async function checkHostResources(spec: VmSpec): Promise<void> {

@@ -8,14 +8,14 @@ import { accessSync, constants, readdirSync } from "node:fs";
 import { mkdir, rename, rm, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { promisify } from "node:util";
-import { commitTemp, tempSibling } from "../core/atomic.js";
-import { cachePaths } from "../core/layout.js";
-import { noProgress, type ProgressListener } from "../core/progress.js";
-import { CorralError, isCorralError } from "../errors.js";
-import { extractDeb } from "../images/debian/extract.js";
-import { type FetchedDeb, fetchDeb } from "../images/debian/fetch-deb.js";
-import { compareDebianVersions } from "../images/debian/version.js";
-import { which } from "./which.js";
+import { commitTemp, tempSibling } from "../../base/atomic.js";
+import { noProgress, type ProgressListener } from "../../base/progress.js";
+import { CorralError, isCorralError } from "../../errors.js";
+import { which } from "../../host/which.js";
+import { extractDeb } from "../../images/debian/extract.js";
+import { type FetchedDeb, fetchDeb } from "../../images/debian/fetch-deb.js";
+import { compareDebianVersions } from "../../images/debian/version.js";
+import { cachePaths } from "../../paths/layout.js";
 
 const run = promisify(execFile);
 
