@@ -114,7 +114,7 @@ try {
   };
   for (let i = 0; i < runs; i++) {
     await timed(async () => {
-      const socket = await connectVsock(vm.vm.paths.vsockSocket, AGENT_VSOCK_PORT, {
+      const socket = await connectVsock(vm.vm.channelSocket, AGENT_VSOCK_PORT, {
         timeoutMs: 5_000,
       });
       socket.destroy();

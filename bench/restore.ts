@@ -13,7 +13,7 @@ import { readdirSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { Manager } from "../src/index.js";
 import { snapshotPaths } from "../src/paths/layout.js";
-import type { SnapshotMeta } from "../src/vm/snapshot-store.js";
+import { type SnapshotMeta, stateBytes } from "../src/vm/snapshot-store.js";
 import { median, mib, ms, numberArg, privateStateDir, say, Teardown } from "./support/env.js";
 
 const runs = numberArg("runs", 5);
@@ -123,7 +123,7 @@ const a = median(restored.map((t) => t.total));
 const b = median(booted.map((t) => t.total));
 say(`spec: corral-default, ${SPEC.cpus} vCPU, ${SPEC.memory}, TCG`);
 say(
-  `snapshot create (ready VM, ${meta?.memory.size === undefined ? "?" : mib(meta.memory.size)} ` +
+  `snapshot create (ready VM, ${meta === undefined ? "?" : mib(stateBytes(meta))} ` +
     `migration stream): ${ms(snapshotMs)}; source paused ${ms(meta?.pausedMs ?? 0)}`,
 );
 say(

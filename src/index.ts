@@ -1,14 +1,21 @@
 /** corral's library API. The CLI is a thin layer over exactly these exports. */
 
 export type { ProgressEvent, ProgressListener } from "./base/progress.js";
-export type { Driver, DriverCapabilities, LaunchPlan, VmContext } from "./drivers/driver.js";
-export { chooseAccelerator } from "./drivers/qemu/accel.js";
-export { QemuDriver } from "./drivers/qemu/driver.js";
-export { QmpClient } from "./drivers/qemu/qmp.js";
+export { builtinDrivers } from "./drivers/builtin.js";
+export type {
+  Backend,
+  Driver,
+  DriverFeatures,
+  LaunchPlan,
+  Machine,
+  MachineHost,
+  Snapshotter,
+  VmContext,
+} from "./drivers/driver.js";
+export { DriverRegistry } from "./drivers/registry.js";
 export { CorralError, type ErrorCode, isCorralError } from "./errors.js";
 export type { ImageInfo } from "./images/image-info.js";
 export { AgentClient } from "./protocols/agent/client.js";
-export { connectVsock } from "./protocols/hybrid-vsock/connect.js";
 export { Manager } from "./sdk/manager.js";
 export { type RunOptions, type RunResult, runInVm } from "./sdk/run.js";
 export { type DoctorReport, doctor } from "./setup/doctor.js";

@@ -11,6 +11,7 @@ import { mkdirSync, openSync, readFileSync } from "node:fs";
 import { waitForPath } from "../../src/base/wait.js";
 import type { VmContext } from "../../src/drivers/driver.js";
 import { qemuArgs, vhostVsockArgs } from "../../src/drivers/qemu/args.js";
+import { qemuFiles } from "../../src/drivers/qemu/files.js";
 import { findVhostDeviceVsock } from "../../src/drivers/qemu/vhost-device-vsock.js";
 import { requireTool } from "../../src/host/tools.js";
 import type { ImageInfo } from "../../src/images/image-info.js";
@@ -20,7 +21,7 @@ import { AGENT_READY_PORT, AGENT_VSOCK_PORT } from "../../src/protocols/agent/po
 import { connectVsock } from "../../src/protocols/hybrid-vsock/connect.js";
 import { firstGuestLine } from "../../src/protocols/hybrid-vsock/listen.js";
 import { parseSpec, type VmSpecInput } from "../../src/spec/schema.js";
-import { AGENT_KEEP_ALIVE } from "../../src/vm/manager.js";
+import { AGENT_KEEP_ALIVE } from "../../src/vm/guest.js";
 import type { Teardown } from "./env.js";
 
 export interface HandVm {
@@ -49,10 +50,12 @@ export async function launchByHand(opts: {
   const vm: VmContext = {
     id,
     spec: parseSpec({ accel: "tcg", ...opts.spec }),
-    paths,
+    instanceDir: paths.dir,
+    runDir: paths.runDir,
+    serialLog: paths.serialLog,
+    channelSocket: paths.vsockSocket,
+    switchSocket: paths.netSocket,
     image: opts.image,
-    accel: "tcg",
-    guestCid: 3,
     mac: "02:00:00:be:0c:01",
     disks: [],
   };
@@ -65,9 +68,9 @@ export async function launchByHand(opts: {
   const [sidecarBin, ...sidecarArgs] = vhostVsockArgs(sidecarPath, vm);
   const sidecar = spawn(sidecarBin!, sidecarArgs, { stdio: ["ignore", log, log] });
   opts.teardown.addProcess("vhost-device-vsock", sidecar);
-  await waitForPath(paths.vhostUserSocket, 10_000);
+  await waitForPath(qemuFiles(paths.runDir).vhostUserSocket, 10_000);
 
-  const [qemuBin, ...qemuRest] = qemuArgs(requireTool("qemu-system-x86_64"), vm);
+  const [qemuBin, ...qemuRest] = qemuArgs(requireTool("qemu-system-x86_64"), vm, { accel: "tcg" });
   const start = performance.now();
   const qemu = spawn(qemuBin!, [...qemuRest, ...opts.extraQemuArgs], {
     stdio: ["ignore", log, log],

@@ -10,17 +10,14 @@ import Fastify, { type FastifyInstance } from "fastify";
 import { writeFileAtomicSync } from "../base/atomic.js";
 import { processStartTime } from "../base/process.js";
 import { asCorralError, CorralError } from "../errors.js";
-import {
-  daemonPaths,
-  ensurePrivateDir,
-  instancePaths,
-  runRoot,
-  stateRoot,
-} from "../paths/layout.js";
+import type { GuestChannel } from "../guest/channel.js";
+import type { InstancePaths } from "../paths/layout.js";
+import { daemonPaths, ensurePrivateDir, runRoot, stateRoot } from "../paths/layout.js";
 import { NAME_PATTERN } from "../spec/schema.js";
 import { Manager } from "../vm/manager.js";
-import { ACTIVE_STATES, readRecord } from "../vm/record.js";
+import { ACTIVE_STATES, type VmRecord } from "../vm/record.js";
 import { needsHostServices } from "../vm/services.js";
+import { loadVm } from "../vm/store.js";
 import { type PoolInput, Pools } from "./pools.js";
 import { daemonServices } from "./services-client.js";
 import { type VmServiceParts, VmServices } from "./vm-services.js";
@@ -44,8 +41,9 @@ export interface DaemonOptions {
   idleMs?: number;
   /** Builds the egress proxy and switch port of a VM (wired in by daemon/main.ts). */
   startParts?: (
-    record: ReturnType<typeof readRecord>,
-    paths: ReturnType<typeof instancePaths>,
+    record: VmRecord,
+    paths: InstancePaths,
+    channel: GuestChannel,
   ) => Promise<VmServiceParts>;
   log?: (message: string, fields?: Record<string, unknown>) => void;
   /** What `GET /v1/switches` reports. */
@@ -155,18 +153,18 @@ export class Daemon {
 
   attach(name: string): Promise<VmServices> {
     return this.serialize(name, async () => {
-      const probe = instancePaths(name, "000000000000");
-      const record = readRecord(probe.config, name);
-      const paths = instancePaths(name, record.id);
+      const { record, paths } = loadVm(name);
       const existing = this.vms.get(name);
       if (existing !== undefined) {
         // A restart of the VM (new sockets) or a repeated attach: start afresh.
         this.vms.delete(name);
         await existing.close();
       }
+      const channel = this.manager.drivers.get(record.spec.backend).channelFor(paths.vsockSocket);
       const services = await VmServices.attach(
         record,
         paths,
+        channel,
         this.options.startParts ?? (async () => ({})),
       );
       this.vms.set(name, services);

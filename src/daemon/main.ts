@@ -20,7 +20,7 @@ export async function runDaemon(options: { idleMs?: number; foreground?: boolean
   const daemon = new Daemon({
     idleMs:
       options.idleMs ?? (Number.isFinite(idleEnv) && idleEnv >= 0 ? idleEnv : DEFAULT_IDLE_MS),
-    startParts: (record, paths) => startVmParts(record, paths, log),
+    startParts: (record, paths, channel) => startVmParts(record, paths, channel, log),
     switches: () => switches.list(),
     log,
   });

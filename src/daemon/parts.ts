@@ -1,9 +1,9 @@
 /**
  * The egress proxy and switch port of a VM (see vm-services.ts). The proxy's listener is the
- * host end of guest-initiated vsock connections to port 1026: `<vsock uds>_1026`, 0600.
+ * host end of guest-initiated connections to port 1026 on the VM's guest channel.
  */
-import { appendFileSync, chmodSync, renameSync, rmSync, statSync } from "node:fs";
-import { createServer } from "node:net";
+import { appendFileSync, renameSync, statSync } from "node:fs";
+import type { GuestChannel } from "../guest/channel.js";
 import { EgressPolicy } from "../net/egress/policy.js";
 import { type EgressLogEntry, EgressProxy } from "../net/egress/proxy.js";
 import { SwitchRegistry } from "../net/switch/registry.js";
@@ -23,10 +23,11 @@ export const switches = new SwitchRegistry();
 export async function startVmParts(
   record: VmRecord,
   paths: InstancePaths,
+  channel: GuestChannel,
   log: (message: string, fields?: Record<string, unknown>) => void = () => {},
 ): Promise<VmServiceParts> {
   const parts: VmServiceParts = {};
-  if (record.spec.allowHosts.length > 0) parts.egress = await startEgress(record, paths);
+  if (record.spec.allowHosts.length > 0) parts.egress = await startEgress(record, paths, channel);
   const mode = parseNetworkMode(record.spec.network);
   if (mode.kind === "switch") {
     // QEMU creates its socket only once it runs, after this attach: connect in the
@@ -43,26 +44,21 @@ export async function startVmParts(
   return parts;
 }
 
-async function startEgress(record: VmRecord, paths: InstancePaths) {
+async function startEgress(record: VmRecord, paths: InstancePaths, channel: GuestChannel) {
   const proxy = new EgressProxy({
     policy: new EgressPolicy(parseAllowRules(record.spec.allowHosts)),
     onDecision: (entry) => appendEgressLog(paths.egressLog, record.name, entry),
   });
-  const path = `${paths.vsockSocket}_${EGRESS_VSOCK_PORT}`;
-  rmSync(path, { force: true });
   // Half-open: a tunnel's client may finish sending while the reply still flows.
-  const server = createServer({ allowHalfOpen: true }, (conn) => proxy.handle(conn));
-  await new Promise<void>((resolve, reject) => {
-    server.once("error", reject);
-    server.listen(path, () => resolve());
+  const server = await channel.listen(EGRESS_VSOCK_PORT, (conn) => proxy.handle(conn), {
+    allowHalfOpen: true,
   });
-  chmodSync(path, 0o600);
   server.on("error", () => {});
   return {
     async close() {
       proxy.close();
+      // Closing a unix socket server removes its socket file.
       await new Promise<void>((resolve) => server.close(() => resolve()));
-      rmSync(path, { force: true });
     },
   };
 }

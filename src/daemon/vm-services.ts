@@ -4,10 +4,9 @@
  * VM's record; torn down when the VM stops, fails or is removed.
  */
 import type { Duplex } from "node:stream";
+import type { GuestChannel } from "../guest/channel.js";
 import type { InstancePaths } from "../paths/layout.js";
-import { AgentClient } from "../protocols/agent/client.js";
-import { AGENT_VSOCK_PORT } from "../protocols/agent/ports.js";
-import { connectVsock } from "../protocols/hybrid-vsock/connect.js";
+import { agentOver } from "../vm/guest.js";
 import type { VmRecord } from "../vm/record.js";
 import { type ForwardStatus, PortForwarder } from "./forwards.js";
 
@@ -41,18 +40,21 @@ export class VmServices {
   static async attach(
     record: VmRecord,
     paths: InstancePaths,
-    startParts: (record: VmRecord, paths: InstancePaths) => Promise<VmServiceParts>,
+    channel: GuestChannel,
+    startParts: (
+      record: VmRecord,
+      paths: InstancePaths,
+      channel: GuestChannel,
+    ) => Promise<VmServiceParts>,
   ): Promise<VmServices> {
-    const agent = new AgentClient(() =>
-      connectVsock(paths.vsockSocket, AGENT_VSOCK_PORT, { timeoutMs: 5_000 }),
-    );
+    const agent = agentOver(channel);
     const openGuest = (port: number): Promise<Duplex> => agent.tcpConnect(port);
     const forwarders: PortForwarder[] = [];
     try {
       for (const forward of record.spec.ports) {
         forwarders.push(await PortForwarder.listen(forward, openGuest));
       }
-      const parts = await startParts(record, paths);
+      const parts = await startParts(record, paths, channel);
       return new VmServices(record, paths, forwarders, parts);
     } catch (err) {
       await Promise.all(forwarders.map((f) => f.close()));

@@ -1,49 +1,118 @@
 /**
- * The one Driver interface every backend implements (QEMU now; Firecracker, Cloud Hypervisor
- * and Apple VZ later). A driver only knows its VMM: how to launch it, how to configure it
- * once launched, how to ask it to stop. Readiness, the guest agent, supervision (the shim),
- * state and paths live above it in core/, so every backend gets them for free.
+ * The contract every backend implements (QEMU today; Firecracker, Cloud Hypervisor and Apple
+ * VZ next). Two objects, after Lima's Driver/ConfiguredDriver and Apple containerization's
+ * VirtualMachineManager/VirtualMachineInstance:
  *
- * Shaped after Lima's pkg/driver (small interface + declared features) and the lifecycle
- * of Firecracker/Cloud Hypervisor (spawn the VMM with an API socket, configure, boot):
- * - QEMU: everything is on the command line; `afterLaunch` checks QMP.
- * - Firecracker / Cloud Hypervisor: `plan` spawns the VMM with --api-sock, `afterLaunch`
- *   PUTs boot-source/drives/vsock and starts the instance; vsock is hybrid natively.
- * - VZ: the Swift helper is the VMM process; it bridges virtio-socket to the same UDS.
+ * - a Driver, one per backend: its name, a feature record that the lifecycle READS (spec
+ *   validation refuses what the backend cannot do before any process starts; `corral doctor`
+ *   and docs/capabilities.md are generated from it), its disk formats, its version;
+ * - a Machine, one per VM start: the processes to launch (for a fresh boot, or to load a
+ *   snapshot: Firecracker's build_microvm_for_boot / build_microvm_from_snapshot), what to do
+ *   once they run, how to ask the guest to stop, the guest channel, and optional parts
+ *   (pause, snapshots, balloon, counters) that exist only when the features say so.
+ *
+ * The lifecycle (src/vm) decides *when*: locks, states, readiness, supervision by the shim,
+ * metadata, undo on failure. The driver decides *how*, and owns everything it names: its
+ * sockets, its disk format, its accelerator, its snapshot files and its workarounds.
  */
+import type { ProgressListener } from "../base/progress.js";
+import type { GuestChannel } from "../guest/channel.js";
+import type { Backend, VmSpec } from "../spec/schema.js";
 
-import { CorralError } from "../errors.js";
-import type { ImageInfo } from "../images/image-info.js";
-import type { InstancePaths } from "../paths/layout.js";
-import type { VmSpec } from "../spec/schema.js";
+export type { Backend };
 
-export type Backend = "qemu" | "firecracker" | "cloud-hypervisor" | "vz";
+export type DiskFormat = "raw" | "qcow2";
+export type NetworkKind = "none" | "nat" | "tap" | "switch";
 
-export interface DriverCapabilities {
-  backend: Backend;
-  /** Machine types the driver can build. */
+/** What a backend can do. Read by validation, doctor, docs and (later) the REST API. */
+export interface DriverFeatures {
+  /** Host operating systems the backend runs on. */
+  hosts: readonly NodeJS.Platform[];
+  /** Machine models `spec.machine` may name (empty: the backend has one). */
   machines: readonly string[];
+  /** Accelerators `spec.accel` may name besides "auto". */
+  accelerators: readonly ("kvm" | "hvf" | "tcg")[];
+  /** Disk image formats the VMM attaches (Lima's SupportedImageFormats). */
+  diskFormats: readonly DiskFormat[];
+  networks: readonly NetworkKind[];
+  sharedFolders: readonly ("9p" | "virtiofs")[];
+  firmware: readonly ("direct" | "uefi")[];
+  cdrom: boolean;
+  /** Booting a user's disk image with its own kernel or firmware (`spec.cloudImage`). */
+  cloudImages: boolean;
   /** How a graceful stop reaches the guest. */
   gracefulStop: "acpi-power-button" | "ctrl-alt-del" | "agent";
-  /** The host<->guest channel: always the hybrid-vsock unix socket protocol. */
-  guestChannel: "hybrid-vsock";
+  guestChannel: GuestChannel["kind"];
   pause: boolean;
-  snapshots: boolean;
   balloon: boolean;
-  sharedFolders: readonly ("9p" | "virtiofs")[];
+  /** Save and restore a running VM; `false` when the backend cannot. */
+  snapshots:
+    | false
+    | {
+        /** Whether open guest connections survive a save (false: the channel is replaced). */
+        guestChannelSurvives: boolean;
+      };
+  hotplug: readonly ("disk" | "fs" | "net")[];
+  /** Per-device I/O counters for `corral stats`. */
+  counters: boolean;
 }
 
-/** Everything a driver needs to know about one VM. */
+/** One reason a spec cannot run on a backend, naming the field. */
+export interface SpecProblem {
+  field: string;
+  message: string;
+  hint?: string;
+}
+
+/** A disk file the VMM attaches. */
+export interface DiskFile {
+  path: string;
+  format: DiskFormat;
+}
+
+/** How a backend makes per-VM disks (qcow2 overlays for QEMU; raw files for Firecracker). */
+export interface DiskBackend {
+  /** The file name a VM's disk gets in its instance directory ("root" -> root.qcow2). */
+  fileName(role: string): string;
+  /** The format of a user's disk image, refusing what the backend cannot attach. */
+  probe(path: string, field: string): Promise<DiskFormat>;
+  /** A VM's own disk over a shared base, O(1) where the format allows (grown to `sizeMiB`). */
+  overlay(
+    base: string,
+    dest: string,
+    options?: { sizeMiB?: number; baseFormat?: DiskFormat },
+  ): Promise<DiskFile>;
+  /** A new empty (sparse) disk. */
+  empty(dest: string, sizeMiB: number): Promise<DiskFile>;
+}
+
+/** The boot image of a VM: the kernel and initramfs corral built, and their command line. */
+export interface BootImage {
+  name: string;
+  version: string;
+  digest: string;
+  kernel: string;
+  initrd: string;
+  cmdline: string;
+}
+
+/** Everything a driver needs to know about one VM start. */
 export interface VmContext {
   id: string;
   spec: VmSpec;
-  paths: InstancePaths;
-  image: ImageInfo;
-  /** The accelerator chosen for this start (never "auto"). */
-  accel: "kvm" | "hvf" | "tcg";
-  guestCid: number;
-  /** The root filesystem disk (an OCI image's overlay); absent: the initramfs is the root. */
-  rootDisk?: { path: string; format: "qcow2" | "raw"; grow?: boolean };
+  /** Persistent, per VM (disks, logs). */
+  instanceDir: string;
+  /** Private (0700), short (socket paths), removed when the VM stops: the driver's sockets go here. */
+  runDir: string;
+  /** Where the guest's serial console is written. */
+  serialLog: string;
+  /** The host end of the guest channel (a unix socket the VMM or its sidecar serves). */
+  channelSocket: string;
+  /** For `network: switch:NAME`: the stream socket the daemon's switch port dials. */
+  switchSocket: string;
+  image: BootImage;
+  /** The root filesystem disk (an OCI image's or a cloud image's); absent: the initramfs is the root. */
+  rootDisk?: DiskFile & { grow?: boolean };
   /** The cloud-init NoCloud seed (an ISO9660 image), attached read-only after the root disk. */
   seed?: string;
   /** The VM's UEFI variable store (firmware: "uefi"). */
@@ -52,10 +121,8 @@ export interface VmContext {
   guestIp?: string;
   /** The NIC's MAC (used when spec.network is not "none"). */
   mac: string;
-  /** Restoring a snapshot: the VMM reads its saved state from this inherited descriptor. */
-  incomingFd?: number;
   /** Data disks, in order (the guest sees them after the root disk). */
-  disks: readonly { path: string; format: "qcow2" | "raw"; readOnly: boolean }[];
+  disks: readonly (DiskFile & { readOnly: boolean })[];
 }
 
 /** A process the shim runs for this VM, as an argv array (never a shell string). */
@@ -65,56 +132,167 @@ export interface ProcessPlan {
 
 export interface LaunchPlan {
   vmm: ProcessPlan;
+  /** The accelerator chosen for this start, and why (recorded, shown by inspect). */
+  accelerator?: { accel: "kvm" | "hvf" | "tcg"; reason: string };
   /** More helpers the VMM needs (virtiofsd per share), started before it, awaited by path. */
   helpers?: (ProcessPlan & { readyPath: string; readOnlyDir?: string })[];
-  /** Runs before the VMM (e.g. QEMU's vhost-device-vsock); the shim waits for `readyPath`. */
+  /** Runs before the VMM and is replaceable while it runs (QEMU's vhost-device-vsock). */
   sidecar?: ProcessPlan & { readyPath: string };
+  /** An open descriptor handed to the VMM alone, as its fd 3 (a snapshot's state). */
+  vmmFd?: number;
+}
+
+/** How a Machine starts: a fresh boot, or loading a snapshot's saved state. */
+export type BootMode =
+  | { kind: "boot" }
+  | {
+      kind: "restore";
+      /** The snapshot directory: the files the driver wrote at save time. */
+      dir: string;
+      /** The files as recorded at save time; the driver verifies what it loads against them. */
+      files: readonly SnapshotFile[];
+    };
+
+export interface SnapshotFile {
+  file: string;
+  role: "memory" | "state" | "config";
+  sha256: string;
+  size: number;
+}
+
+/** What the lifecycle gives a machine while it saves a snapshot. */
+export interface SaveContext {
+  /** Where the driver writes its state files (a private temporary directory). */
+  dir: string;
+  /** The VM was paused by the user before the snapshot; it stays paused afterwards. */
+  wasPaused: boolean;
+  /**
+   * Called by the driver once the vCPUs are stopped and the disks flushed: the lifecycle
+   * copies the VM's disks then, so they match the saved memory.
+   */
+  whileFrozen(): Promise<void>;
+  signal?: AbortSignal;
+}
+
+export interface SaveResult {
+  files: SnapshotFile[];
+  /** How long the vCPUs stood still for the save. */
+  pausedMs: number;
+  /**
+   * Set when the state was saved but the VM could not be brought back (the lifecycle then
+   * kills it and records it failed). A save that fails and loses the VM throws a CorralError
+   * with code VM_FAILED and this reason in `details.lost`.
+   */
+  lost?: string;
+}
+
+export interface Snapshotter {
+  /** Refusals specific to this backend (beyond the feature record), naming the field. */
+  check(vm: VmContext): SpecProblem[];
+  /**
+   * Saves the running VM: memory and device state into `ctx.dir`, calling `ctx.whileFrozen`
+   * in between. Afterwards the VM runs again (or stays paused, when it was).
+   */
+  save(ctx: SaveContext): Promise<SaveResult>;
+}
+
+/** The guest agent, as a machine may probe it (a restored agent sends no readiness notice). */
+export interface AgentProbe {
+  /** One round trip to the agent that also sets the guest clock; resolves when it answered. */
+  setTime(options: { timeoutMs: number }): Promise<void>;
+  /** Drops idle connections (a channel that was replaced cuts them). */
+  dropIdle(): void;
+}
+
+export interface Machine {
+  /** The processes to launch (pure apart from resolving tool paths and opening state files). */
+  plan(mode: BootMode): Promise<LaunchPlan>;
+  /**
+   * Called once the shim reported the VMM running: connect its control API, configure, boot.
+   * In restore mode: load the state, verify it, run the vCPUs and make the guest agent answer
+   * `host.probe` (a restored agent never restarts, so it sends no readiness notice).
+   */
+  boot(mode: BootMode, signal?: AbortSignal): Promise<void>;
+  /** Asks the guest to shut down cleanly; resolves once the request was delivered. */
+  requestShutdown(signal?: AbortSignal): Promise<void>;
+  /** Releases what the machine holds in this process (descriptors, connections). Idempotent. */
+  dispose(): void;
+  readonly channel: GuestChannel;
+  /** Present when features.pause: freezes the vCPUs; memory and devices stay as they are. */
+  pause?(): Promise<void>;
+  resume?(): Promise<void>;
+  /** Present when features.snapshots. */
+  readonly snapshots?: Snapshotter;
+  /** Present when features.balloon. */
+  readonly balloon?: {
+    setTarget(bytes: number): Promise<void>;
+    actual(): Promise<number>;
+  };
+  /** Present when features.counters. */
+  counters?(): Promise<DeviceCounters>;
+}
+
+/** Per-disk I/O counters, in one shape for every backend. */
+export interface DiskCounters {
+  device: string;
+  readBytes: number;
+  writtenBytes: number;
+  readOps: number;
+  writeOps: number;
+}
+
+export interface DeviceCounters {
+  disks: DiskCounters[];
 }
 
 export interface Driver {
-  readonly capabilities: DriverCapabilities;
-  /** Rejects specs this backend cannot run, with a typed UNSUPPORTED/INVALID_SPEC error. */
-  validate(spec: VmSpec): void;
-  /** The processes to launch; pure apart from resolving tool paths. */
-  plan(vm: VmContext): Promise<LaunchPlan>;
-  /** Called once the VMM process exists: connect its control API, configure, boot. */
-  afterLaunch(vm: VmContext, signal?: AbortSignal): Promise<void>;
-  /** Asks the guest to shut down cleanly; resolves once the request was delivered. */
-  requestShutdown(vm: VmContext): Promise<void>;
-  /** Freezes the vCPUs (capabilities.pause); guest memory and devices stay as they are. */
-  pause?(vm: VmContext): Promise<void>;
-  resume?(vm: VmContext): Promise<void>;
-  /** Per-disk I/O counters, in the shape of QMP's query-blockstats entries. */
-  blockStats?(vm: VmContext): Promise<BlockStats[]>;
-
-  // Snapshots (capabilities.snapshots). The guest channel cannot be migrated on every
-  // backend (QEMU's vhost-user-vsock), so it is unplugged around a save and plugged in fresh.
-  /** Removes the guest channel device; resolves once the guest let go of it. */
-  unplugGuestChannel?(vm: VmContext): Promise<void>;
-  /** Plugs a guest channel device served by the (new) sidecar. */
-  plugGuestChannel?(vm: VmContext): Promise<void>;
-  /** Streams the paused VM's device and memory state to a unix socket the caller listens on. */
-  saveState?(vm: VmContext, socketPath: string): Promise<void>;
-  /** Restoring: resolves once the state read from `vm.incomingFd` is loaded (vCPUs still paused). */
-  awaitIncoming?(vm: VmContext, signal?: AbortSignal): Promise<void>;
-  /** Creates a VM's UEFI variable store at `path` (firmware: "uefi"), from the template. */
-  createFirmwareStore?(path: string): Promise<void>;
-  /** The VMM's version, recorded in snapshots (a different version may not load them). */
-  version?(): Promise<string>;
-  /** Memory balloon (capabilities.balloon): the guest's target size, and what it reached. */
-  setMemoryTarget?(vm: VmContext, bytes: number): Promise<void>;
-  memoryTarget?(vm: VmContext): Promise<number>;
+  readonly name: Backend;
+  readonly features: DriverFeatures;
+  /** Problems specific to this driver and host (beyond the feature record), naming the field. */
+  validate(spec: VmSpec): SpecProblem[];
+  readonly disks: DiskBackend;
+  /** Per-VM files a VM needs from the start (a UEFI variable store), created at `dest`. */
+  createFirmwareStore?(dest: string): Promise<void>;
+  /** The VMM's version, recorded in snapshots (another version may not load them). */
+  version(): Promise<string>;
+  /** `corral setup`: fetches what the backend needs beyond host packages; idempotent. */
+  prepareHost?(options: {
+    onProgress?: ProgressListener;
+    refresh?: boolean;
+  }): Promise<HostComponent[]>;
+  /** `corral doctor`: the backend's own checks (beyond the host tool table). */
+  checkHost?(): HostCheck[];
+  /**
+   * The guest channel of a VM whose channel socket is `channelSocket` (for a running VM that
+   * this process did not start: exec, port forwards, the egress proxy).
+   */
+  channelFor(channelSocket: string): GuestChannel;
+  /** Binds the driver to one VM start. Cheap: no I/O until a method is called. */
+  open(vm: VmContext, host: MachineHost): Machine;
 }
 
-export interface BlockStats {
-  device?: string;
-  qdev?: string;
-  node_name?: string;
-  stats?: { rd_bytes?: number; wr_bytes?: number; rd_operations?: number; wr_operations?: number };
+/**
+ * What the lifecycle offers a machine (injected, because drivers sit below the lifecycle):
+ * supervision of its processes, the guest agent, and a way to tell the user things.
+ */
+export interface MachineHost {
+  /** Replaces the plan's sidecar process while the VMM runs; resolves once `readyPath` exists. */
+  replaceSidecar(readyPath: string): Promise<void>;
+  probe: AgentProbe;
+  notice(message: string): void;
 }
 
-export function unsupported(backend: Backend, operation: string): CorralError {
-  return new CorralError("UNSUPPORTED", `${backend} does not support ${operation}`, {
-    hint: "see docs/capabilities.md for what each backend supports",
-  });
+/** A piece of a backend that corral fetched for this host (QEMU's vsock sidecar). */
+export interface HostComponent {
+  name: string;
+  version: string;
+  path: string;
+}
+
+export interface HostCheck {
+  name: string;
+  ok: boolean;
+  detail: string;
+  /** How to fix a failed check. */
+  fix?: string;
 }

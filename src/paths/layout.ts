@@ -96,10 +96,8 @@ export function snapshotPaths(name: string) {
   return {
     dir,
     meta: join(dir, "snapshot.json"),
-    /** QEMU's migration stream: device state and guest memory. */
-    memory: join(dir, "memory.bin"),
-    /** Frozen copies of the VM's own disks (root overlay, owned data disks). */
-    disk: (file: string) => join(dir, file),
+    /** A file of the snapshot: the backend's state files, frozen copies of the VM's disks. */
+    file: (file: string) => join(dir, file),
   };
 }
 
@@ -116,7 +114,8 @@ export function daemonPaths() {
   };
 }
 
-export interface InstancePaths {
+/** The files of a VM that do not depend on its id (its name is its directory). */
+export interface InstanceFiles {
   dir: string;
   /** Spec + state, written atomically. */
   config: string;
@@ -129,27 +128,28 @@ export interface InstancePaths {
   exitFile: string;
   /** Touched by the host once the agent answered; the shim's readiness watchdog waits for it. */
   readyFile: string;
-  runDir: string;
-  qmpSocket: string;
-  /** Hybrid-vsock unix socket: the host end of the guest channel (CONNECT <port>). */
-  vsockSocket: string;
-  /** vhost-user socket between QEMU and the vsock sidecar. */
-  vhostUserSocket: string;
-  /** QEMU's `-netdev stream` socket for switch networking (the daemon connects to it). */
-  netSocket: string;
-  /** Snapshots: QEMU writes (save) or reads (restore) its state through this socket. */
-  migrationSocket: string;
   /** JSON lines: every egress decision of the VM's proxy. */
   egressLog: string;
   /** cloud-init NoCloud seed of a cloud-image VM, rewritten at every start. */
   seed: string;
-  /** UEFI variable store (a copy of OVMF's template, then the VM's own). */
+  /** UEFI variable store (a copy of the firmware's template, then the VM's own). */
   efiVars: string;
 }
 
-export function instancePaths(name: string, id: string): InstancePaths {
+export interface InstancePaths extends InstanceFiles {
+  /**
+   * Private and short (sun_path), removed when the VM stops. The backend's own sockets live
+   * here too, named by its driver (drivers/<backend>/files.ts).
+   */
+  runDir: string;
+  /** The host end of the guest channel (hybrid vsock: CONNECT <port>; <path>_<port> listeners). */
+  vsockSocket: string;
+  /** The switch port's stream socket (the VMM serves it; the daemon's switch dials it). */
+  netSocket: string;
+}
+
+export function instanceFiles(name: string): InstanceFiles {
   const dir = join(vmsRoot(), name);
-  const runDir = join(runRoot(), id);
   return {
     dir,
     config: join(dir, "vm.json"),
@@ -159,16 +159,25 @@ export function instancePaths(name: string, id: string): InstancePaths {
     shimState: join(dir, "shim.json"),
     exitFile: join(dir, "exit.json"),
     readyFile: join(dir, "ready"),
-    runDir,
-    qmpSocket: join(runDir, "qmp.sock"),
-    vsockSocket: join(runDir, "vsock.sock"),
-    vhostUserSocket: join(runDir, "vhost-vsock.sock"),
-    netSocket: join(runDir, "net0.sock"),
-    migrationSocket: join(runDir, "migrate.sock"),
     egressLog: join(dir, "egress.log"),
     seed: join(dir, "seed.iso"),
     efiVars: join(dir, "efivars.fd"),
   };
+}
+
+export function instancePaths(name: string, id: string): InstancePaths {
+  const runDir = join(runRoot(), id);
+  return {
+    ...instanceFiles(name),
+    runDir,
+    vsockSocket: join(runDir, "vsock.sock"),
+    netSocket: join(runDir, "net0.sock"),
+  };
+}
+
+/** A removed VM's directory while it is deleted ("." names are never VM names). */
+export function doomedInstanceDir(id: string): string {
+  return join(vmsRoot(), `.removing-${id}`);
 }
 
 /** Creates a directory only the current user can enter (sockets live in such directories). */

@@ -1,10 +1,12 @@
 /** What `corral doctor` reports: every dependency, and which accelerator would be used and why. */
 import { execFileSync } from "node:child_process";
+import { builtinDrivers } from "../drivers/builtin.js";
+import type { DriverFeatures } from "../drivers/driver.js";
 import { type AcceleratorChoice, chooseAccelerator } from "../drivers/qemu/accel.js";
-import { findVhostDeviceVsock } from "../drivers/qemu/vhost-device-vsock.js";
 import { findTool, HOST_TOOLS } from "../host/tools.js";
 import { findDefaultImage } from "../images/default-image.js";
 import { cacheRoot, stateRoot } from "../paths/layout.js";
+import { BACKENDS, type Backend } from "../spec/schema.js";
 
 export interface DoctorCheck {
   name: string;
@@ -16,9 +18,19 @@ export interface DoctorCheck {
   optional?: boolean;
 }
 
+export interface BackendReport {
+  name: Backend;
+  /** In this build, and able to run on this host's platform. */
+  available: boolean;
+  detail: string;
+  /** What it can do (drivers/driver.ts DriverFeatures); absent when not in this build. */
+  features?: DriverFeatures;
+}
+
 export interface DoctorReport {
   ok: boolean;
   checks: DoctorCheck[];
+  backends: BackendReport[];
   accelerator: AcceleratorChoice;
   dirs: { cache: string; state: string };
 }
@@ -57,13 +69,10 @@ export function doctor(): DoctorReport {
       fix: `apt-get install ${tool.aptPackage}${tool.dev === true ? " (tests only: corral setup --dev)" : ""}`,
     });
   }
-  const sidecar = findVhostDeviceVsock();
-  checks.push({
-    name: "vhost-device-vsock",
-    ok: sidecar !== undefined,
-    detail: sidecar ?? "missing (the host end of the guest channel for QEMU)",
-    fix: 'run "corral setup" (fetched from the Debian archive, SHA-256 verified)',
-  });
+  for (const driver of builtinDrivers().all()) {
+    if (driver.features.hosts.includes(process.platform))
+      checks.push(...(driver.checkHost?.() ?? []));
+  }
   const image = findDefaultImage();
   checks.push({
     name: "default image",
@@ -78,7 +87,28 @@ export function doctor(): DoctorReport {
   return {
     ok: checks.every((c) => c.ok || c.optional === true),
     checks,
+    backends: backendReports(),
     accelerator: chooseAccelerator("auto"),
     dirs: { cache: cacheRoot(), state: stateRoot() },
   };
+}
+
+/** Every backend corral knows: in this build or not, for this platform or not, and its features. */
+function backendReports(): BackendReport[] {
+  const drivers = builtinDrivers();
+  return BACKENDS.filter((name) => name !== "fake").map((name) => {
+    if (!drivers.has(name)) {
+      return { name, available: false, detail: "not in this build yet" };
+    }
+    const { features } = drivers.get(name);
+    const available = features.hosts.includes(process.platform);
+    return {
+      name,
+      available,
+      detail: available
+        ? "available"
+        : `runs on ${features.hosts.join(", ")}, not ${process.platform}`,
+      features,
+    };
+  });
 }

@@ -1,11 +1,12 @@
 /**
- * `corral setup`: installs missing host packages (as root, via apt), fetches
- * vhost-device-vsock, compiles the shim and agent, and builds the default image. Every step
+ * `corral setup`: installs missing host packages (as root, via apt), fetches what each backend
+ * needs (QEMU: its vsock sidecar), compiles the shim and agent, and builds the default image. Every step
  * is a no-op when already done, so running it twice is cheap.
  */
 import type { ProgressListener } from "../base/progress.js";
 import { noProgress } from "../base/progress.js";
-import { ensureVhostDeviceVsock } from "../drivers/qemu/vhost-device-vsock.js";
+import { builtinDrivers } from "../drivers/builtin.js";
+import type { HostComponent } from "../drivers/driver.js";
 import { CorralError } from "../errors.js";
 import { aptInstall, aptInstallCommand, canUseApt } from "../host/apt.js";
 import { missingTools } from "../host/tools.js";
@@ -23,7 +24,8 @@ export interface SetupOptions {
 
 export interface SetupResult {
   installedPackages: string[];
-  vhostDeviceVsock: { path: string; version: string };
+  /** What the backends fetched (QEMU: vhost-device-vsock). */
+  components: HostComponent[];
   image: ImageInfo;
 }
 
@@ -53,10 +55,16 @@ export async function setup(options: SetupOptions = {}): Promise<SetupResult> {
     }
     onProgress({ phase: "apt", label: "host packages installed", done: true });
   }
-  const vhostDeviceVsock = await ensureVhostDeviceVsock({ onProgress, refresh: options.refresh });
+  const components: HostComponent[] = [];
+  for (const driver of builtinDrivers().all()) {
+    if (!driver.features.hosts.includes(process.platform)) continue;
+    components.push(
+      ...((await driver.prepareHost?.({ onProgress, refresh: options.refresh })) ?? []),
+    );
+  }
   onProgress({ phase: "build", label: "vmm-shim" });
   await buildVmmShim();
   onProgress({ phase: "build", label: "vmm-shim", done: true });
   const image = await buildDefaultImage({ onProgress, refresh: options.refresh });
-  return { installedPackages: packages, vhostDeviceVsock, image };
+  return { installedPackages: packages, components, image };
 }

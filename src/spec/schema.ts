@@ -20,6 +20,14 @@ export type Accelerator = (typeof ACCELERATORS)[number];
 
 export const MACHINES = ["q35", "microvm"] as const;
 
+/**
+ * The backends corral knows; which of them run on this host is the driver registry's answer.
+ * "fake" is the test backend (drivers/fake): processes on the host, no virtualisation; it is
+ * not registered unless a test or an embedder adds it.
+ */
+export const BACKENDS = ["qemu", "firecracker", "cloud-hypervisor", "vz", "fake"] as const;
+export type Backend = (typeof BACKENDS)[number];
+
 const sizeField = (field: string, minMiB: number, maxMiB: number) =>
   z.union([z.string(), z.number()]).transform((value, ctx) => {
     try {
@@ -47,7 +55,7 @@ export const specSchema = z
         NAME_PATTERN,
         "lowercase letters, digits, '.', '_' or '-', starting with a letter or digit, at most 63 characters",
       ),
-    backend: z.literal("qemu").default("qemu"),
+    backend: z.enum(BACKENDS).default("qemu"),
     cpus: z.number().int().min(1).max(64).default(1),
     /** MiB after parsing. */
     memory: sizeField("memory", 64, 256 * 1024).default(256),

@@ -49,11 +49,18 @@ export const recordSchema = z.object({
       manifestDigest: z.string(),
       base: z.string(),
       overlay: z.string(),
+      /** The overlay's format (absent in records of older versions: qcow2). */
+      overlayFormat: z.enum(["raw", "qcow2"]).optional(),
     })
     .optional(),
-  /** Set when the VM boots a cloud image: the user's file behind this VM's qcow2 overlay. */
+  /** Set when the VM boots a cloud image: the user's file behind this VM's own overlay. */
   cloudDisk: z
-    .object({ base: z.string(), baseFormat: z.enum(["raw", "qcow2"]), overlay: z.string() })
+    .object({
+      base: z.string(),
+      baseFormat: z.enum(["raw", "qcow2"]),
+      overlay: z.string(),
+      overlayFormat: z.enum(["raw", "qcow2"]).optional(),
+    })
     .optional(),
   /** Data disks, attached after the root disk; `owned` ones live in the instance directory. */
   disks: z
@@ -75,7 +82,8 @@ export const recordSchema = z.object({
       cmd: z.array(z.string()).optional(),
     })
     .optional(),
-  guestCid: z.number().int(),
+  /** Written by versions before 0.2 (QEMU's vsock CID, now the driver's); ignored. */
+  guestCid: z.number().int().optional(),
   /** The snapshot this VM was restored from: its disks back onto that snapshot's files. */
   restoredFrom: z.string().optional(),
   /** A member of a warm pool (daemon/pools.ts); `taken` once handed out. */

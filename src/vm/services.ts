@@ -33,3 +33,12 @@ export const noHostServices: HostServices = {
   },
   detach: async () => {},
 };
+
+/** Stops serving the VM if it was served (best effort: the daemon notices a gone VM anyway). */
+export async function detachHostServices(
+  services: HostServices,
+  record: { name: string; spec: VmSpec },
+): Promise<void> {
+  if (!needsHostServices(record.spec)) return;
+  await services.detach(record.name).catch(() => {});
+}

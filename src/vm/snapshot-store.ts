@@ -1,20 +1,23 @@
 /**
  * Snapshots on disk: `snapshots/<name>/` holds snapshot.json (what was saved, from which VM,
- * with which VMM and image, checksums), memory.bin (QEMU's migration stream) and frozen copies
- * of the VM's own disks. Nothing in it points into the source VM's directory, so removing the
+ * with which backend, VMM and image, checksums), the files the backend wrote (QEMU: memory.bin,
+ * its migration stream) and frozen copies of the VM's own disks. Nothing in it points into the source VM's directory, so removing the
  * VM keeps its snapshots restorable, and several VMs can restore from one at once.
  */
-import { existsSync, openSync, readdirSync, readFileSync, rmSync, statSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync, rmSync, statSync } from "node:fs";
 import { z } from "zod";
 import { writeFileAtomicSync } from "../base/atomic.js";
-import { hashDescriptor } from "../drivers/qemu/migration-stream.js";
+import { sha256File } from "../base/hash.js";
 import { CorralError } from "../errors.js";
 import { snapshotPaths, snapshotsRoot } from "../paths/layout.js";
-import { NAME_PATTERN } from "../spec/schema.js";
+import { BACKENDS, NAME_PATTERN } from "../spec/schema.js";
 import { recordSchema } from "./record.js";
 
-/** Bump when what a snapshot holds, or the VMM arguments it must be restored with, change. */
-export const SNAPSHOT_FORMAT = 1;
+/**
+ * Bump when what a snapshot holds, or the VMM arguments it must be restored with, change.
+ * 2: the backend's files as a list (1 had QEMU's memory.bin as `memory`; still read).
+ */
+export const SNAPSHOT_FORMAT = 2;
 
 const fileSchema = z.object({
   file: z.string().regex(/^[a-z0-9.-]+$/),
@@ -27,11 +30,13 @@ const metaSchema = z.object({
   name: z.string().regex(NAME_PATTERN),
   createdAt: z.string(),
   source: z.object({ name: z.string(), id: z.string() }),
-  /** The VMM's `--version` line: the migration stream format follows it. */
+  backend: z.enum(BACKENDS),
+  /** The VMM's `--version` line: the saved state's format follows it. */
   vmmVersion: z.string(),
-  /** The source's record: spec, boot image, image config, guest CID. */
+  /** The source's record: spec, boot image, image config. */
   record: recordSchema,
-  memory: fileSchema,
+  /** What the backend wrote (memory, device state, its config), restored by the same backend. */
+  state: z.array(fileSchema.extend({ role: z.enum(["memory", "state", "config"]) })).min(1),
   /** Frozen disks, in the source's order: the root overlay first, then owned data disks. */
   rootDisk: fileSchema.optional(),
   disks: z.array(
@@ -44,6 +49,25 @@ const metaSchema = z.object({
   pausedMs: z.number(),
 });
 export type SnapshotMeta = z.output<typeof metaSchema>;
+
+/** Format 1 (QEMU only, one memory.bin) in today's shape. */
+function upgradeFormat1(raw: unknown): unknown {
+  if (typeof raw !== "object" || raw === null || (raw as { format?: unknown }).format !== 1) {
+    return raw;
+  }
+  const { memory, ...rest } = raw as { memory?: object };
+  return {
+    ...rest,
+    format: SNAPSHOT_FORMAT,
+    backend: "qemu",
+    state: memory === undefined ? [] : [{ ...memory, role: "memory" }],
+  };
+}
+
+/** How many bytes of backend state (memory and devices) a snapshot holds. */
+export function stateBytes(meta: SnapshotMeta): number {
+  return meta.state.reduce((sum, f) => sum + f.size, 0);
+}
 
 export function checkSnapshotName(name: string): void {
   if (!NAME_PATTERN.test(name)) {
@@ -70,7 +94,7 @@ export function readSnapshotMeta(name: string): SnapshotMeta {
   }
   let parsed: ReturnType<typeof metaSchema.safeParse>;
   try {
-    parsed = metaSchema.safeParse(JSON.parse(raw));
+    parsed = metaSchema.safeParse(upgradeFormat1(JSON.parse(raw)));
   } catch {
     parsed = metaSchema.safeParse(undefined);
   }
@@ -115,10 +139,6 @@ export function removeSnapshot(name: string): void {
   rmSync(dir, { recursive: true, force: true });
 }
 
-export async function sha256File(path: string): Promise<string> {
-  return (await hashDescriptor(openSync(path, "r"))).sha256;
-}
-
 /**
  * Every file is checked against the size recorded when it was written, so a truncated
  * snapshot is refused before any VM exists; with `full`, against its SHA-256 too (restores
@@ -131,12 +151,12 @@ export async function verifySnapshotFiles(
 ): Promise<void> {
   const paths = snapshotPaths(meta.name);
   const files = [
-    meta.memory,
+    ...meta.state,
     ...(meta.rootDisk === undefined ? [] : [meta.rootDisk]),
     ...meta.disks.flatMap((d) => (d.owned ? [d] : [])),
   ];
   for (const f of files) {
-    const path = paths.disk(f.file);
+    const path = paths.file(f.file);
     let size: number;
     try {
       size = statSync(path).size;

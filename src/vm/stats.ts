@@ -1,10 +1,10 @@
 /**
  * `corral stats`: what a VM costs and does, from three places: the host's /proc (the VMM's
- * CPU time and memory, corral's own processes), QMP (disk counters) and the guest agent
+ * CPU time and memory, corral's own processes), the backend (disk counters) and the guest agent
  * (the guest's own view of its memory). Guest numbers are untrusted input: parsed, bounded.
  */
 import { readFileSync } from "node:fs";
-import type { BlockStats } from "../drivers/driver.js";
+import type { DiskCounters } from "../drivers/driver.js";
 
 /** Clock ticks per second of /proc/<pid>/stat times; 100 on every Linux we target. */
 const CLK_TCK = 100;
@@ -44,26 +44,6 @@ export function parseMeminfo(text: string): GuestMemory | undefined {
   const available = field("MemAvailable");
   if (total === undefined || available === undefined || available > total) return undefined;
   return { totalBytes: total, availableBytes: available, usedBytes: total - available };
-}
-
-export interface DiskCounters {
-  device: string;
-  readBytes: number;
-  writtenBytes: number;
-  readOps: number;
-  writeOps: number;
-}
-
-export function diskCounters(entries: readonly BlockStats[]): DiskCounters[] {
-  return entries
-    .filter((e) => e.stats !== undefined)
-    .map((e) => ({
-      device: e.device || e.qdev || e.node_name || "?",
-      readBytes: e.stats?.rd_bytes ?? 0,
-      writtenBytes: e.stats?.wr_bytes ?? 0,
-      readOps: e.stats?.rd_operations ?? 0,
-      writeOps: e.stats?.wr_operations ?? 0,
-    }));
 }
 
 export interface VmStats {

@@ -50,15 +50,14 @@ export interface ShimLaunch {
   plan: LaunchPlan;
   paths: InstancePaths;
   readyTimeoutMs: number;
-  /** An open descriptor handed to the VMM only, as its fd 3 (a restore's memory file). */
-  vmmFd?: number;
 }
 
-/** The descriptor number the VMM gets `vmmFd` as (the first after stdio). */
+/** The descriptor number the VMM gets the plan's `vmmFd` as (the first after stdio). */
 export const VMM_FD = 3;
 
 /** Starts the shim in its own session; returns its pid. The shim forks sidecar and VMM. */
-export function launchShim({ shimPath, plan, paths, readyTimeoutMs, vmmFd }: ShimLaunch): number {
+export function launchShim({ shimPath, plan, paths, readyTimeoutMs }: ShimLaunch): number {
+  const { vmmFd } = plan;
   const args = [
     "--state-file",
     paths.shimState,

@@ -148,7 +148,7 @@ describe("snapshots", () => {
       r.stderr,
       /taken with QEMU emulator version 6\.2\.0; this host runs QEMU emulator version 7/,
     );
-    assert.match(r.stderr, /hint: QEMU's migration format is tied to its version/);
+    assert.match(r.stderr, /hint: the qemu backend's saved state is tied to the VMM's version/);
     assert.deepEqual(await vmNames(), ["src"]);
   });
 

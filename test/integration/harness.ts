@@ -3,11 +3,14 @@
  * see the user's VMs, while sharing the image cache that `corral setup` filled.
  */
 import { type SpawnOptions, spawn } from "node:child_process";
-import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import { mkdtempSync, readdirSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { runRoot } from "../../src/paths/layout.js";
+import { processesMentioning } from "../support/processes.js";
+
+export { processesMentioning };
 
 export const repoRoot = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
 const cliEntry = join(repoRoot, "src", "cli", "main.ts");
@@ -113,19 +116,4 @@ function runRootOf(stateDir: string): string {
     if (saved === undefined) delete process.env.CORRAL_STATE_DIR;
     else process.env.CORRAL_STATE_DIR = saved;
   }
-}
-
-/** Pids of processes whose command line mentions `needle` (to prove nothing was orphaned). */
-export function processesMentioning(needle: string): number[] {
-  const pids: number[] = [];
-  for (const entry of readdirSync("/proc")) {
-    if (!/^\d+$/.test(entry)) continue;
-    try {
-      const cmdline = readFileSync(`/proc/${entry}/cmdline`, "utf8");
-      if (cmdline.includes(needle)) pids.push(Number(entry));
-    } catch {
-      // exited
-    }
-  }
-  return pids.filter((pid) => pid !== process.pid);
 }

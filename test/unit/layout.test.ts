@@ -3,13 +3,20 @@ import { chmodSync, mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, it } from "node:test";
+import { qemuFiles } from "../../src/drivers/qemu/files.js";
 import { isCorralError } from "../../src/errors.js";
 import { ensurePrivateDir, instancePaths, runRoot } from "../../src/paths/layout.js";
 
 describe("layout", () => {
   it("keeps socket paths short enough for sun_path", () => {
     const paths = instancePaths("a".repeat(63), "0123456789ab");
-    for (const socket of [paths.qmpSocket, paths.vsockSocket, paths.vhostUserSocket]) {
+    const qemu = qemuFiles(paths.runDir);
+    for (const socket of [
+      qemu.qmpSocket,
+      paths.vsockSocket,
+      qemu.vhostUserSocket,
+      paths.netSocket,
+    ]) {
       assert.ok(Buffer.byteLength(`${socket}_65535`) < 108, socket);
     }
   });

@@ -1,30 +1,39 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import type { VmContext } from "../../src/drivers/driver.js";
-import { qemuArgs, vhostVsockArgs } from "../../src/drivers/qemu/args.js";
+import {
+  qemuArgs as buildArgs,
+  type StartOptions,
+  vhostVsockArgs,
+} from "../../src/drivers/qemu/args.js";
+import { qemuFiles } from "../../src/drivers/qemu/files.js";
 import { instancePaths } from "../../src/paths/layout.js";
 import { parseSpec } from "../../src/spec/schema.js";
+
+const paths = instancePaths("box", "0123456789ab");
+
+/** The argv of a TCG start unless `host` says otherwise. */
+function qemuArgs(qemu: string, vm: VmContext, host: Partial<StartOptions> = {}): string[] {
+  return buildArgs(qemu, vm, { accel: "tcg", ...host });
+}
 
 function context(overrides: Record<string, unknown> = {}): VmContext {
   return {
     id: "0123456789ab",
     spec: parseSpec({ name: "box", cpus: 2, memory: "512M", ...overrides }),
-    paths: instancePaths("box", "0123456789ab"),
+    instanceDir: paths.dir,
+    runDir: paths.runDir,
+    serialLog: paths.serialLog,
+    channelSocket: paths.vsockSocket,
+    switchSocket: paths.netSocket,
     image: {
       name: "corral-default",
       version: "1",
       digest: "sha256:x",
-      dir: "/img",
       kernel: "/img/vmlinux",
       initrd: "/img/initrd.img",
       cmdline: "console=ttyS0",
-      kernelRelease: "6.1",
-      createdAt: "",
-      sizeBytes: 0,
-      inputs: {},
     },
-    accel: "tcg",
-    guestCid: 3,
     disks: [],
     mac: "02:11:22:33:44:55",
   };
@@ -54,7 +63,7 @@ describe("qemuArgs", () => {
     assert.deepEqual(valueAfter(argv, "-incoming"), []);
   });
   it("restores without the vsock device, reading the state from an inherited descriptor", () => {
-    const argv = qemuArgs("qemu", { ...context(), incomingFd: 3 });
+    const argv = qemuArgs("qemu", context(), { incomingFd: 3 });
     assert.deepEqual(valueAfter(argv, "-incoming"), ["fd:3"]);
     assert.ok(argv.includes("-S"));
     const devices = valueAfter(argv, "-device");
@@ -117,9 +126,9 @@ describe("qemuArgs", () => {
       "--guest-cid",
       "3",
       "--socket",
-      vm.paths.vhostUserSocket,
+      qemuFiles(vm.runDir).vhostUserSocket,
       "--uds-path",
-      vm.paths.vsockSocket,
+      vm.channelSocket,
     ]);
   });
 });

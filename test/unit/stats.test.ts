@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { diskCounters, parseMeminfo, parseNetDev, processUsage } from "../../src/vm/stats.js";
+import { diskCounters } from "../../src/drivers/qemu/counters.js";
+import { parseMeminfo, parseNetDev, processUsage } from "../../src/vm/stats.js";
 
 describe("stats parsing", () => {
   it("reads the guest's meminfo and rejects nonsense", () => {

@@ -1,5 +1,5 @@
 import type { Command } from "commander";
-import { doctor } from "../../setup/doctor.js";
+import { type DoctorReport, doctor } from "../../setup/doctor.js";
 import { setup } from "../../setup/setup.js";
 import { printJson, progressRenderer } from "../render.js";
 
@@ -7,7 +7,7 @@ export function registerHostCommands(program: Command): void {
   program
     .command("setup")
     .description(
-      "install missing host packages (root), fetch vhost-device-vsock, build the default image",
+      "install missing host packages (root), fetch what each backend needs, build the default image",
     )
     .option("--refresh", "re-resolve packages from the archive even when cached")
     .option("--dev", "also install what corral's own test suite needs (docker-registry, openssl)")
@@ -24,9 +24,11 @@ export function registerHostCommands(program: Command): void {
         if (result.installedPackages.length > 0) {
           process.stdout.write(`installed: ${result.installedPackages.join(" ")}\n`);
         }
+        for (const c of result.components) {
+          process.stdout.write(`${c.name} ${c.version}: ${c.path}\n`);
+        }
         process.stdout.write(
-          `vhost-device-vsock ${result.vhostDeviceVsock.version}: ${result.vhostDeviceVsock.path}\n` +
-            `image ${result.image.name} ${result.image.version} (${result.image.digest.slice(0, 19)})\n` +
+          `image ${result.image.name} ${result.image.version} (${result.image.digest.slice(0, 19)})\n` +
             "ready: try `corral run -- uname -a`\n",
         );
       },
@@ -45,6 +47,12 @@ export function registerHostCommands(program: Command): void {
           process.stdout.write(`${status} ${check.name}: ${check.detail}\n`);
           if (check.fix !== undefined) process.stdout.write(`        fix: ${check.fix}\n`);
         }
+        for (const backend of report.backends) {
+          process.stdout.write(`backend ${backend.name}: ${backend.detail}\n`);
+          if (backend.features !== undefined) {
+            process.stdout.write(`        ${featureSummary(backend.features)}\n`);
+          }
+        }
         process.stdout.write(
           `accelerator: ${report.accelerator.accel} (${report.accelerator.reason})\n`,
         );
@@ -52,4 +60,19 @@ export function registerHostCommands(program: Command): void {
       }
       if (!report.ok) process.exitCode = 1;
     });
+}
+
+/** One line of what a backend can do, for `corral doctor`. */
+function featureSummary(f: NonNullable<DoctorReport["backends"][number]["features"]>): string {
+  const yes = (on: boolean, what: string) => (on ? [what] : []);
+  return [
+    `disks ${f.diskFormats.join("/")}`,
+    `network ${f.networks.join("/")}`,
+    ...(f.sharedFolders.length > 0 ? [`shares ${f.sharedFolders.join("/")}`] : []),
+    `firmware ${f.firmware.join("/")}`,
+    ...yes(f.pause, "pause"),
+    ...yes(f.snapshots !== false, "snapshots"),
+    ...yes(f.balloon, "balloon"),
+    ...yes(f.counters, "counters"),
+  ].join(", ");
 }

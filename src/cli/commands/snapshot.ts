@@ -1,7 +1,7 @@
 import type { Command } from "commander";
 import { Manager } from "../../sdk/manager.js";
 import { formatSize, parseSize } from "../../spec/size.js";
-import type { SnapshotMeta } from "../../vm/snapshot-store.js";
+import { type SnapshotMeta, stateBytes } from "../../vm/snapshot-store.js";
 import { age, printJson, printTable } from "../render.js";
 
 function summary(meta: SnapshotMeta) {
@@ -9,7 +9,7 @@ function summary(meta: SnapshotMeta) {
     name: meta.name,
     source: meta.source.name,
     createdAt: meta.createdAt,
-    memoryBytes: meta.memory.size,
+    memoryBytes: stateBytes(meta),
     diskBytes:
       (meta.rootDisk?.size ?? 0) + meta.disks.reduce((n, d) => n + (d.owned ? d.size : 0), 0),
     pausedMs: meta.pausedMs,
@@ -41,7 +41,7 @@ export function registerSnapshotCommands(program: Command): void {
       }
       if (flags.json) return printJson(summary(meta));
       process.stdout.write(
-        `${meta.name}: ${formatSize(meta.memory.size)} of state, VM paused ${meta.pausedMs} ms\n`,
+        `${meta.name}: ${formatSize(stateBytes(meta))} of state, VM paused ${meta.pausedMs} ms\n`,
       );
     });
   snapshot

@@ -5,25 +5,34 @@
  * ~4-5% of boots on our machines (docs/benchmarks.md); q35 had none in 270 boots.
  * Guest memory is a shared memfd because vhost-user-vsock's sidecar maps it.
  */
+import { CorralError } from "../../errors.js";
 import { parseNetworkMode } from "../../spec/network.js";
 import type { VmContext } from "../driver.js";
+import { qemuFiles, virtiofsSocket } from "./files.js";
+
+/** The guest's vsock CID: each VM has its own sidecar, so CIDs need not differ across VMs. */
+export const GUEST_CID = 3;
 
 /** A value inside a QEMU option list: a comma would start the next option unless doubled. */
 function opt(value: string): string {
   return value.replaceAll(",", ",,");
 }
 
-/** Host files the argv names that only the driver can find (pure builder, resolved paths). */
-export interface HostFiles {
+/** What this start adds to the VM: resolved host files, the accelerator, a restore. */
+export interface StartOptions {
+  accel: "kvm" | "hvf" | "tcg";
   /** OVMF's code image, for `firmware: "uefi"`. */
   ovmfCode?: string;
+  /** Restoring: QEMU reads its saved state from this inherited descriptor. */
+  incomingFd?: number;
 }
 
-export function qemuArgs(qemuPath: string, vm: VmContext, host: HostFiles = {}): string[] {
-  const { spec, paths } = vm;
+export function qemuArgs(qemuPath: string, vm: VmContext, host: StartOptions): string[] {
+  const { spec } = vm;
+  const files = qemuFiles(vm.runDir);
   const mem = `${spec.memory}M`;
   const microvm = spec.machine === "microvm";
-  const accelOpts = vm.accel === "tcg" ? "tcg,thread=multi" : vm.accel;
+  const accelOpts = host.accel === "tcg" ? "tcg,thread=multi" : host.accel;
   const machine = microvm
     ? `microvm,memory-backend=mem0,pit=off,pic=off,isa-serial=on,rtc=on`
     : `q35,memory-backend=mem0`;
@@ -36,7 +45,7 @@ export function qemuArgs(qemuPath: string, vm: VmContext, host: HostFiles = {}):
     "-accel",
     accelOpts,
     "-cpu",
-    vm.accel === "tcg" ? "max" : "host",
+    host.accel === "tcg" ? "max" : "host",
     "-smp",
     String(spec.cpus),
     "-m",
@@ -50,10 +59,10 @@ export function qemuArgs(qemuPath: string, vm: VmContext, host: HostFiles = {}):
     "-no-reboot",
     ...bootArgs(vm, microvm, host),
     "-chardev",
-    `file,id=serial0,path=${opt(paths.serialLog)}`,
+    `file,id=serial0,path=${opt(vm.serialLog)}`,
     "-serial",
     "chardev:serial0",
-    ...vsockArgs(vm, microvm),
+    ...vsockArgs(vm, microvm, host.incomingFd !== undefined),
     // A new guid on every start: a guest restored from a snapshot sees it change and reseeds
     // its RNG (Linux's vmgenid driver), so clones of one snapshot never share random state.
     ...(microvm ? [] : ["-device", "vmgenid,id=vmgenid0,guid=auto"]),
@@ -63,10 +72,10 @@ export function qemuArgs(qemuPath: string, vm: VmContext, host: HostFiles = {}):
     ...networkArgs(vm, microvm),
     ...mountArgs(vm, microvm),
     "-qmp",
-    `unix:${opt(paths.qmpSocket)},server=on,wait=off`,
+    `unix:${opt(files.qmpSocket)},server=on,wait=off`,
     // -S: the loaded state stays paused until corral checked the stream and plugs the channel.
     // QEMU reads the memory file itself, at its own pace, while corral hashes it in parallel.
-    ...(vm.incomingFd === undefined ? [] : ["-S", "-incoming", `fd:${vm.incomingFd}`]),
+    ...(host.incomingFd === undefined ? [] : ["-S", "-incoming", `fd:${host.incomingFd}`]),
   ];
 }
 
@@ -79,13 +88,13 @@ export const VSOCK_DEVICE_ID = "vsock";
 export const VSOCK_CHARDEV_ID = "vsock0";
 export const VSOCK_ROOT_PORT = "rp1";
 
-function vsockArgs(vm: VmContext, microvm: boolean): string[] {
+function vsockArgs(vm: VmContext, microvm: boolean, restoring: boolean): string[] {
   const port = microvm ? [] : ["-device", `pcie-root-port,id=${VSOCK_ROOT_PORT},slot=1,chassis=1`];
-  if (vm.incomingFd !== undefined) return port;
+  if (restoring) return port;
   return [
     ...port,
     "-chardev",
-    `socket,id=${VSOCK_CHARDEV_ID},path=${opt(vm.paths.vhostUserSocket)}`,
+    `socket,id=${VSOCK_CHARDEV_ID},path=${opt(qemuFiles(vm.runDir).vhostUserSocket)}`,
     "-device",
     // The guest CID is the sidecar's to set (--guest-cid): vhost-user devices take none.
     microvm
@@ -100,11 +109,14 @@ function vsockArgs(vm: VmContext, microvm: boolean): string[] {
  * OVMF's code read-only and the VM's own variable store, which keeps boot entries across
  * restarts; the firmware then boots the disks, then the CD-ROM.
  */
-function bootArgs(vm: VmContext, microvm: boolean, host: HostFiles): string[] {
+function bootArgs(vm: VmContext, microvm: boolean, host: StartOptions): string[] {
   const { spec } = vm;
   if (spec.firmware === "uefi") {
     if (host.ovmfCode === undefined || vm.efiVars === undefined) {
-      throw new Error("UEFI boot needs the OVMF code image and the VM's variable store");
+      throw new CorralError(
+        "INTERNAL",
+        "UEFI boot needs the OVMF code image and the VM's variable store",
+      );
     }
     return [
       "-drive",
@@ -184,7 +196,7 @@ function networkArgs(vm: VmContext, microvm: boolean): string[] {
       // daemon restart, which a listening switch could not ask of QEMU 7.2).
       return [
         "-netdev",
-        `stream,id=net0,server=on,addr.type=unix,addr.path=${opt(vm.paths.netSocket)}`,
+        `stream,id=net0,server=on,addr.type=unix,addr.path=${opt(vm.switchSocket)}`,
         "-device",
         nic,
       ];
@@ -201,7 +213,7 @@ function mountArgs(vm: VmContext, microvm: boolean): string[] {
     m.type === "virtiofs"
       ? [
           "-chardev",
-          `socket,id=vfs${i},path=${opt(virtiofsSocket(vm, i))}`,
+          `socket,id=vfs${i},path=${opt(virtiofsSocket(vm.runDir, i))}`,
           "-device",
           `${microvm ? "vhost-user-fs-device" : "vhost-user-fs-pci"},chardev=vfs${i},tag=corral${i}`,
         ]
@@ -212,11 +224,6 @@ function mountArgs(vm: VmContext, microvm: boolean): string[] {
           `${microvm ? "virtio-9p-device" : "virtio-9p-pci"},fsdev=fs${i},mount_tag=corral${i}`,
         ],
   );
-}
-
-/** virtiofsd's vhost-user socket for share `i` (the shared memfd lets it map guest memory). */
-export function virtiofsSocket(vm: VmContext, i: number): string {
-  return `${vm.paths.runDir}/vfs${i}.sock`;
 }
 
 /**
@@ -259,10 +266,10 @@ export function vhostVsockArgs(sidecarPath: string, vm: VmContext): string[] {
   return [
     sidecarPath,
     "--guest-cid",
-    String(vm.guestCid),
+    String(GUEST_CID),
     "--socket",
-    vm.paths.vhostUserSocket,
+    qemuFiles(vm.runDir).vhostUserSocket,
     "--uds-path",
-    vm.paths.vsockSocket,
+    vm.channelSocket,
   ];
 }

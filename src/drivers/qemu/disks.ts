@@ -7,6 +7,7 @@ import { statSync } from "node:fs";
 import { promisify } from "node:util";
 import { CorralError } from "../../errors.js";
 import { requireTool } from "../../host/tools.js";
+import type { DiskBackend } from "../driver.js";
 
 const run = promisify(execFile);
 
@@ -98,3 +99,17 @@ export async function probeDiskFormat(path: string, field: string): Promise<"raw
   }
   return info.format;
 }
+
+/** QEMU attaches qcow2 and raw; every disk corral makes for a VM is a qcow2 file. */
+export const qemuDisks: DiskBackend = {
+  fileName: (role) => `${role}.qcow2`,
+  probe: (path, field) => probeDiskFormat(path, field),
+  async overlay(base, dest, options = {}) {
+    await createOverlay(base, dest, options.sizeMiB, options.baseFormat ?? "raw");
+    return { path: dest, format: "qcow2" };
+  },
+  async empty(dest, sizeMiB) {
+    await createEmptyDisk(dest, sizeMiB);
+    return { path: dest, format: "qcow2" };
+  },
+};

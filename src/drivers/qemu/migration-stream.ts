@@ -1,26 +1,14 @@
 /**
- * A VMM's migration stream and its hash. Saves: QEMU sends to a `unix:` socket, which corral
- * writes to a file and hashes on the way. Restores: QEMU reads the file itself from an
- * inherited descriptor (`fd:3`) while corral hashes the same open file. No shell
- * (`exec:cat`) ever sees a path.
+ * QEMU's migration stream to a file, hashed on the way: QEMU sends to a `unix:` socket and
+ * corral writes what arrives (QEMU 7.2 has no `file:` URI, and no shell (`exec:cat`) may ever
+ * see a path). Restores hand QEMU the file itself (base/hash.ts hashes it meanwhile).
  */
 import { createHash } from "node:crypto";
-import {
-  closeSync,
-  createReadStream,
-  createWriteStream,
-  fsyncSync,
-  openSync,
-  rmSync,
-} from "node:fs";
+import { closeSync, createWriteStream, fsyncSync, openSync, rmSync } from "node:fs";
 import { createServer, type Socket } from "node:net";
 import { Transform } from "node:stream";
 import { pipeline } from "node:stream/promises";
-
-export interface StreamDigest {
-  sha256: string;
-  size: number;
-}
+import type { StreamDigest } from "../../base/hash.js";
 
 function hasher() {
   const hash = createHash("sha256");
@@ -76,24 +64,4 @@ export async function receiveToFile(
       rmSync(socketPath, { force: true });
     },
   };
-}
-
-/**
- * Hashes a file from an open descriptor with positional reads (the descriptor's offset, which
- * a VMM reading the same open file uses, is left alone), then closes it.
- */
-export async function hashDescriptor(fd: number, signal?: AbortSignal): Promise<StreamDigest> {
-  const hash = createHash("sha256");
-  let size = 0;
-  for await (const chunk of createReadStream("", {
-    fd,
-    start: 0,
-    autoClose: true,
-    highWaterMark: 1024 * 1024,
-    signal,
-  })) {
-    hash.update(chunk as Buffer);
-    size += (chunk as Buffer).length;
-  }
-  return { sha256: hash.digest("hex"), size };
 }

@@ -2,7 +2,7 @@
  * Guest-initiated hybrid vsock: a guest connection to host port P arrives on the unix socket
  * `<uds_path>_P` (Firecracker's convention, also vhost-device-vsock's and Cloud Hypervisor's).
  */
-import { chmodSync } from "node:fs";
+import { chmodSync, rmSync } from "node:fs";
 import { createServer, type Server, type Socket } from "node:net";
 import { CorralError } from "../../errors.js";
 
@@ -10,14 +10,20 @@ export function guestPortPath(udsPath: string, port: number): string {
   return `${udsPath}_${port}`;
 }
 
-/** Listens for guest connections to `port`; the socket file is 0600. */
+/**
+ * Listens for guest connections to `port`; the socket file is 0600. A stale socket file of an
+ * earlier listener is replaced. `allowHalfOpen`: a tunnel's client may finish sending while
+ * the reply still flows.
+ */
 export async function listenForGuest(
   udsPath: string,
   port: number,
   onConnection: (socket: Socket) => void,
+  options: { allowHalfOpen?: boolean } = {},
 ): Promise<Server> {
   const path = guestPortPath(udsPath, port);
-  const server = createServer(onConnection);
+  rmSync(path, { force: true });
+  const server = createServer({ allowHalfOpen: options.allowHalfOpen ?? false }, onConnection);
   await new Promise<void>((resolve, reject) => {
     server.once("error", (err) =>
       reject(new CorralError("VSOCK", `cannot listen on ${path}: ${err.message}`, { cause: err })),
