@@ -56,7 +56,7 @@ const MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "
  */
 export function parsePsInfo(line: string): PsProcess | undefined {
   const match =
-    /^\s*(\S+)\s+[A-Z][a-z]{2} ([A-Z][a-z]{2}) +(\d{1,2}) (\d{2}):(\d{2}):(\d{2}) (\d{4}) +(\S.*?)\s*$/.exec(
+    /^\s*(\S+)\s+[A-Z][a-z]{2} ([A-Z][a-z]{2}) +(\d{1,2}) (\d{2}):(\d{2}):(\d{2}) (\d{4})(?: +(\S.*?))?\s*$/.exec(
       line.replace(/\n$/, ""),
     );
   if (match === null) return undefined;
@@ -81,7 +81,7 @@ export function parsePsInfo(line: string): PsProcess | undefined {
   ) {
     return undefined;
   }
-  return { state: state!, startTime: String(Math.floor(ms / 1000)), name: name! };
+  return { state: state!, startTime: String(Math.floor(ms / 1000)), name: name ?? "" };
 }
 
 /** `ps -o rss= -o time=`: resident KiB, then CPU time as minutes:seconds.centiseconds. */

@@ -133,6 +133,7 @@ describe("macOS process table", () => {
     assert.equal(parsePsInfo(PS_SPACES)?.name, "Google Chrome He");
     assert.equal(parsePsInfo(PS_QEMU)?.name, "qemu-system-aarc");
     assert.equal(parsePsInfo(PS_ZOMBIE)?.state, "Z");
+    assert.equal(parsePsInfo("S    Tue Dec  2 10:31:07 2025                     \n")?.name, "");
     // Another locale's %c, a date that does not exist, two lines: not guessed at.
     assert.equal(parsePsInfo("Ss   Di  2 Dez 10:31:07 2025     vmm-shim\n"), undefined);
     assert.equal(parsePsInfo("Ss   Tue Feb 31 10:31:07 2025     vmm-shim\n"), undefined);
