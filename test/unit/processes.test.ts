@@ -25,20 +25,22 @@ const STAT_ODD_NAME =
   "12452 (a) (b c) S 1 12447 5628 0 -1 4194304 127 0 0 0 0 0 0 0 20 0 1 0 74199 2990080 388 18446744073709551615 94852463050752 94852463068681 140736634047648 0 0 0 0 6 0 1 0 0 17 0 0 0 0 0 0 94852463082768 94852463084032 94853100761088 140736634051304 140736634051317 140736634051317 140736634052590 0\n";
 const STAT_ZOMBIE =
   "12452 (a) (b c) Z 1 12447 5628 0 -1 4228108 127 0 0 0 0 0 0 0 20 0 1 0 74199 0 0 18446744073709551615 0 0 0 0 0 0 0 6 0 1 0 0 17 1 0 0 0 0 0 0 0 0 0 0 0 0 15\n";
-/** A busy QEMU: utime 1234 and stime 566 ticks. */
+/** A busy QEMU (written in the captured shape): utime 1234 and stime 566 ticks. */
 const STAT_QEMU =
   "3301 (qemu-system-x86) S 3299 3298 3298 0 -1 1077936448 52013 0 3 0 1234 566 0 0 20 0 7 0 981234 2260754432 71422 18446744073709551615 1 1 0 0 0 0 0 4096 17122 0 0 0 17 1 0 0 0 0 0 0 0 0 0 0 0 0 0\n";
 const STATUS_QEMU =
   "Name:\tqemu-system-x86\nUmask:\t0077\nState:\tS (sleeping)\nVmRSS:\t  285688 kB\nThreads:\t7\n";
 
 /**
- * Captured shapes of `LC_ALL=C TZ=UTC0 ps -ww -o stat= -o lstart= -o ucomm= -p PID` on macOS
- * 14: STAT padded to 4, lstart (strftime %c) to 28, ucomm (p_comm, 16 bytes) to 16.
+ * `LC_ALL=C TZ=UTC0 ps -ww -o stat= -o lstart= -o ucomm= -p PID` as macOS prints it, written
+ * after Apple's ps source (adv_cmds: keyword.c widths, print.c formats), not captured on a
+ * Mac: STAT padded to 4, lstart (strftime %c, C locale) to 28, ucomm (p_comm, 16 bytes) to 16.
  */
 const PS_SHIM = "Ss   Tue Dec  2 10:31:07 2025     vmm-shim        \n";
 const PS_QEMU = "R    Tue Dec  2 10:31:08 2025     qemu-system-aarc\n";
 const PS_SPACES = "S    Mon Nov 24 08:00:00 2025     Google Chrome He\n";
 const PS_ZOMBIE = "Z    Tue Dec  2 10:31:09 2025     sleep           \n";
+/** `ps -o rss= -o time=`: KiB right-aligned to 6, CPU as "%3ld:%02ld.%02ld" to 9. */
 const PS_USAGE = "285688   1:02.37\n";
 
 function fakePs(outputs: Record<string, PsResult>, calls: string[][] = []) {
