@@ -8,8 +8,12 @@
  *                 [--sidecar-wait-path PATH] [--sidecar-log PATH] [--sidecar ARG... ]
  *                 --vmm ARG...
  *
- * Children get PR_SET_PDEATHSIG(SIGKILL): a SIGKILLed shim must not orphan a VMM that would
- * spin a core forever under TCG.
+ * Children die with the shim: a SIGKILLed shim must not orphan a VMM that would spin a core
+ * forever under TCG. On Linux each child gets PR_SET_PDEATHSIG(SIGKILL). macOS has no such
+ * thing, so there the shim first forks a watcher that waits for the shim's exit (kqueue,
+ * EVFILT_PROC NOTE_EXIT) and then kills the shim's process group, which every child stays in
+ * (see start_watcher). The macOS code is under __APPLE__; it is not compiled or run by the
+ * Linux test suite, only syntax-checked against stub headers, so keep it small.
  *
  * `--aux WAIT-PATH RO-BIND ARG... --aux-end` (repeatable, before --sidecar/--vmm) runs more
  * helpers the VMM needs (virtiofsd per shared folder): started before the VMM, each awaited
@@ -33,10 +37,17 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#ifdef __APPLE__
+#include <sys/types.h>
+#include <sys/event.h>
+#include <sys/proc.h>
+#include <sys/sysctl.h>
+#else
 #include <sched.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
+#endif
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <sys/wait.h>
@@ -121,6 +132,10 @@ static void parse_args(int argc, char **argv) {
       struct aux *x = &auxes[naux++];
       x->wait_path = argv[i + 1];
       x->ro_bind = strcmp(argv[i + 2], "-") == 0 ? NULL : argv[i + 2];
+#ifdef __APPLE__
+      /* A read-only view for one process needs a mount namespace: Linux only. */
+      if (x->ro_bind != NULL) usage("--aux RO-BIND is not supported on macOS (pass -)");
+#endif
       x->argv = &argv[i + 3];
       x->c.name = "helper";
       x->c.pid = -1;
@@ -259,6 +274,7 @@ static void describe(char *out, size_t cap, const char *who, int status) {
     snprintf(out, cap, "%s killed by signal %d", who, WTERMSIG(status));
 }
 
+#ifndef __APPLE__
 /* mount_setattr(2) (Linux 5.12): read-only for the whole tree, submounts included — a plain
    MS_REMOUNT|MS_RDONLY would leave mounts below the shared directory writable. */
 struct shim_mount_attr {
@@ -274,6 +290,25 @@ static int make_readonly(const char *dir) {
   struct shim_mount_attr attr = {.attr_set = SHIM_MOUNT_ATTR_RDONLY};
   return (int)syscall(SYS_mount_setattr, AT_FDCWD, dir, SHIM_AT_RECURSIVE, &attr, sizeof attr);
 }
+#endif
+
+/* A pipe with both ends close-on-exec. macOS has no pipe2; the shim has a single thread, so
+   no exec can happen between pipe() and fcntl(). */
+static int pipe_cloexec(int fds[2]) {
+#ifdef __APPLE__
+  if (pipe(fds) != 0) return -1;
+  if (fcntl(fds[0], F_SETFD, FD_CLOEXEC) != 0 || fcntl(fds[1], F_SETFD, FD_CLOEXEC) != 0) {
+    int e = errno;
+    close(fds[0]);
+    close(fds[1]);
+    errno = e;
+    return -1;
+  }
+  return 0;
+#else
+  return pipe2(fds, O_CLOEXEC);
+#endif
+}
 
 /*
  * Forks and execs argv. A close-on-exec pipe carries the child's exec errno back, so a
@@ -282,7 +317,7 @@ static int make_readonly(const char *dir) {
 static pid_t spawn_child(char **argv, int out_fd, const char *ro_bind, int keep_fd, char *err,
                          size_t errcap) {
   int pfd[2];
-  if (pipe2(pfd, O_CLOEXEC) != 0) {
+  if (pipe_cloexec(pfd) != 0) {
     snprintf(err, errcap, "pipe: %s", strerror(errno));
     return -1;
   }
@@ -297,12 +332,18 @@ static pid_t spawn_child(char **argv, int out_fd, const char *ro_bind, int keep_
   if (pid == 0) {
     close(pfd[0]);
     int e = 0;
+#ifndef __APPLE__
     if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0) e = errno;
-    /* The shim may have died between fork() and prctl(): then nothing would kill us. */
+#endif
+    /* The shim may have died between fork() and prctl(): then nothing would kill us. (On
+       macOS the watcher kills this child with the shim's group; exiting early is harmless.) */
     if (getppid() != parent) _exit(1);
     if (e == 0 && out_fd >= 0 && (dup2(out_fd, 1) < 0 || dup2(out_fd, 2) < 0)) e = errno;
     /* The shim holds keep_fd close-on-exec: only this child gets it across exec. */
     if (e == 0 && keep_fd >= 0 && fcntl(keep_fd, F_SETFD, 0) != 0) e = errno;
+#ifdef __APPLE__
+    (void)ro_bind; /* refused by parse_args */
+#else
     /* A read-only view of one directory, for this child only: its own mount namespace (no
        propagation back to the host), the directory bind-mounted over itself, read-only. */
     if (e == 0 && ro_bind != NULL &&
@@ -310,6 +351,7 @@ static pid_t spawn_child(char **argv, int out_fd, const char *ro_bind, int keep_
          mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) != 0 ||
          mount(ro_bind, ro_bind, NULL, MS_BIND | MS_REC, NULL) != 0 || make_readonly(ro_bind) != 0))
       e = errno;
+#endif
     if (e == 0) {
       signal(SIGHUP, SIG_DFL);
       signal(SIGPIPE, SIG_DFL);
@@ -354,6 +396,34 @@ static void reap(struct child *a, struct child *b) {
   reap_one(b);
 }
 
+#ifdef __APPLE__
+/*
+ * macOS has no sigtimedwait. The signals stay blocked as on Linux; a kqueue reports each one
+ * sent (EVFILT_SIGNAL records every delivery attempt, blocked or not) and its timeout is the
+ * wait. Set up in main before any child exists, so none is missed; not inherited by fork().
+ */
+static int signal_kq = -1;
+
+static int watch_signals(const int *sigs, int n) {
+  signal_kq = kqueue();
+  if (signal_kq < 0) return -1;
+  for (int k = 0; k < n; k++) {
+    struct kevent ev;
+    EV_SET(&ev, sigs[k], EVFILT_SIGNAL, EV_ADD, 0, 0, NULL);
+    if (kevent(signal_kq, &ev, 1, NULL, 0, NULL) != 0) return -1;
+  }
+  return 0;
+}
+
+static int wait_signal(const sigset_t *set, long long ms) {
+  (void)set; /* the kqueue watches the same signals */
+  if (ms < 0) ms = 0;
+  struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000};
+  struct kevent ev;
+  int n = kevent(signal_kq, NULL, 0, &ev, 1, &ts);
+  return n == 1 && ev.filter == EVFILT_SIGNAL ? (int)ev.ident : 0;
+}
+#else
 /* Sleeps until a signal arrives or `ms` pass; returns the signal number or 0. */
 static int wait_signal(const sigset_t *set, long long ms) {
   if (ms < 0) ms = 0;
@@ -361,6 +431,7 @@ static int wait_signal(const sigset_t *set, long long ms) {
   int sig = sigtimedwait(set, NULL, &ts);
   return sig < 0 ? 0 : sig;
 }
+#endif
 
 /* SIGTERM, then SIGKILL after the grace period; always reaps. */
 static void stop_child(struct child *c, struct child *other, const sigset_t *set) {
@@ -392,6 +463,21 @@ static void kill_and_reap(struct child *c) {
   c->status = st;
 }
 
+#ifdef __APPLE__
+/* The start time in seconds since the epoch, which tells a live VMM from a reused pid; the
+   host reads the same value with ps (src/base/processes-darwin.ts). */
+static int read_start_time(pid_t pid, char *out, size_t cap) {
+  int mib[4] = {CTL_KERN, KERN_PROC, KERN_PROC_PID, (int)pid};
+  struct kinfo_proc kp;
+  size_t len = sizeof kp;
+  memset(&kp, 0, sizeof kp);
+  /* No such process: success with len 0. */
+  if (sysctl(mib, 4, &kp, &len, NULL, 0) != 0 || len != sizeof kp) return -1;
+  if (kp.kp_proc.p_stat == SZOMB) return -1;
+  int n = snprintf(out, cap, "%ld", (long)kp.kp_proc.p_starttime.tv_sec);
+  return n > 0 && (size_t)n < cap ? 0 : -1;
+}
+#else
 /* Field 22 of /proc/<pid>/stat: the start time, which tells a live VMM from a reused pid. */
 static int read_start_time(pid_t pid, char *out, size_t cap) {
   char path[64], buf[4096];
@@ -420,6 +506,7 @@ static int read_start_time(pid_t pid, char *out, size_t cap) {
   }
   return -1;
 }
+#endif
 
 /*
  * Starts the sidecar and waits for its socket. 0: running; 1: failed (reason set);
@@ -516,6 +603,74 @@ static void reap_auxes(void) {
   for (int k = 0; k < naux; k++) reap_one(&auxes[k].c);
 }
 
+#ifdef __APPLE__
+/*
+ * macOS has no PR_SET_PDEATHSIG, and nothing in a SIGKILLed shim runs, so another process
+ * must notice its death. The watcher, forked before any other child, waits for the shim's
+ * exit with kqueue (EVFILT_PROC, NOTE_EXIT) and then SIGKILLs the shim's process group: the
+ * sidecar, helpers and VMM, forked later, are in it (main makes the shim its leader, and
+ * none of them leaves it), and so is the watcher, which goes with them. The group id cannot
+ * be reused meanwhile: the watcher itself keeps the group alive until then.
+ *
+ * There is no window: XNU reparents a dying process's children before it posts NOTE_EXIT,
+ * so a watcher that registers too late either gets ESRCH or finds its parent changed.
+ * If the watcher dies first, the shim kills the VMM rather than run it unguarded (main).
+ * Only SIGKILL ends the watcher early: it inherits the shim's blocked SIGTERM/SIGINT/SIGUSR1
+ * and ignored SIGHUP/SIGPIPE.
+ */
+static int start_watcher(struct child *w, char *err, size_t errcap) {
+  int pfd[2];
+  if (pipe_cloexec(pfd) != 0) {
+    snprintf(err, errcap, "pipe: %s", strerror(errno));
+    return -1;
+  }
+  pid_t shim = getpid();
+  pid_t pid = fork();
+  if (pid < 0) {
+    snprintf(err, errcap, "fork: %s", strerror(errno));
+    close(pfd[0]);
+    close(pfd[1]);
+    return -1;
+  }
+  if (pid == 0) {
+    close(pfd[0]);
+    if (opt.vmm_fd >= 0) close(opt.vmm_fd); /* the VMM's alone */
+    int e = 0;
+    int kq = kqueue();
+    struct kevent ev;
+    EV_SET(&ev, shim, EVFILT_PROC, EV_ADD, NOTE_EXIT, 0, NULL);
+    if (kq < 0 || kevent(kq, &ev, 1, NULL, 0, NULL) != 0) e = errno;
+    if (e == ESRCH || getppid() != shim) {
+      killpg(shim, SIGKILL); /* the shim is already gone */
+      _exit(0);
+    }
+    ssize_t wr = write(pfd[1], &e, sizeof e);
+    (void)wr;
+    close(pfd[1]);
+    if (e != 0) _exit(1); /* the shim reports it and starts nothing */
+    while (kevent(kq, NULL, 0, &ev, 1, NULL) < 0 && errno == EINTR) {
+    }
+    killpg(shim, SIGKILL);
+    _exit(0);
+  }
+  close(pfd[1]);
+  w->pid = pid;
+  w->exited = 0;
+  int e = 0;
+  ssize_t n;
+  do n = read(pfd[0], &e, sizeof e);
+  while (n < 0 && errno == EINTR);
+  close(pfd[0]);
+  if (n != (ssize_t)sizeof e || e != 0) {
+    snprintf(err, errcap, "cannot watch the shim's exit: %s",
+             n == (ssize_t)sizeof e ? strerror(e) : "the watcher died");
+    kill_and_reap(w);
+    return -1;
+  }
+  return 0;
+}
+#endif
+
 static int start_failed(struct child *vmm, struct child *sidecar, const char *reason) {
   logmsg("%s", reason);
   kill_and_reap(sidecar);
@@ -550,6 +705,25 @@ int main(int argc, char **argv) {
   struct child vmm = {.name = "vmm", .pid = -1};
   char reason[2048] = "", err[1024];
   int stop_requested = 0;
+
+#ifdef __APPLE__
+  static const int watched[] = {SIGCHLD, SIGTERM, SIGINT, SIGUSR1};
+  if (watch_signals(watched, 4) != 0) {
+    snprintf(reason, sizeof reason, "cannot watch signals: %s", strerror(errno));
+    return start_failed(&vmm, &sidecar, reason);
+  }
+  /* The watcher kills the shim's process group: it must be the shim's own, not the
+     launcher's (corral starts the shim in a new session, which already makes it so). */
+  if (getpgrp() != getpid() && setpgid(0, 0) != 0) {
+    snprintf(reason, sizeof reason, "cannot lead a process group: %s", strerror(errno));
+    return start_failed(&vmm, &sidecar, reason);
+  }
+  struct child watcher = {.name = "watcher", .pid = -1};
+  if (start_watcher(&watcher, err, sizeof err) != 0) {
+    snprintf(reason, sizeof reason, "%s", err);
+    return start_failed(&vmm, &sidecar, reason);
+  }
+#endif
 
   if (opt.sidecar_argv != NULL) {
     int r = start_sidecar(&sidecar, &vmm, &set, reason, sizeof reason);
@@ -631,6 +805,16 @@ int main(int argc, char **argv) {
       kill(vmm.pid, SIGKILL);
       vmm_killed = 1;
     }
+#ifdef __APPLE__
+    reap_one(&watcher);
+    if (watcher.exited && !vmm_killed) {
+      /* Without its watcher, a SIGKILLed shim would orphan the VMM. */
+      describe(reason, sizeof reason, "the shim's watcher", watcher.status);
+      logmsg("%s; killing the vmm", reason);
+      kill(vmm.pid, SIGKILL);
+      vmm_killed = 1;
+    }
+#endif
     if (vmm_killed && !vmm.exited) {
       wait_signal(&set, 10);
       continue;

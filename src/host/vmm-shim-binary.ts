@@ -34,7 +34,8 @@ async function findCompiler(): Promise<{ cc: string; version: string }> {
     }
   }
   throw new CorralError("TOOL_MISSING", "no C compiler (cc or gcc) found to build the vmm shim", {
-    hint: "apt-get install gcc",
+    // macOS's cc comes with Apple's Command Line Tools.
+    hint: process.platform === "darwin" ? "xcode-select --install" : "apt-get install gcc",
   });
 }
 

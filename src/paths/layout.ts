@@ -14,7 +14,7 @@
  *     snapshots/<name>/               snapshot.json, memory.bin, frozen disk copies
  *     pools/<name>.json               warm pool definitions (the daemon keeps them filled)
  *     switch-<name>.lock              held while a VM's address on that switch is chosen
- *   run    (sockets; short paths because sun_path is limited to 107 bytes)
+ *   run    (sockets; short paths because sun_path holds 104 bytes on macOS, 108 on Linux)
  *     $XDG_RUNTIME_DIR/corral or /tmp/corral-<uid>, then <state-hash>/<vm-id>/
  *     <state-hash>/daemon.sock, daemon.json    the daemon's API socket and its pid
  */
@@ -42,10 +42,46 @@ export function stateRoot(): string {
   );
 }
 
+/**
+ * The longest path a unix socket may have: sun_path holds 104 bytes on macOS (108 on Linux),
+ * the terminating NUL included. Every host keeps to the smaller, so one layout serves both.
+ */
+export const SOCKET_PATH_MAX = 103;
+
+/**
+ * The longest socket name in a VM's run directory: a hybrid vsock listener for a
+ * guest-initiated connection, `<vsock.sock>_<port>`, with the largest (32-bit) port. The
+ * others: qmp.sock, vsock.sock, vhost-vsock.sock, net0.sock, migrate.sock, and virtiofsd's
+ * vfs0.sock .. vfs15.sock (drivers/qemu/args.ts).
+ */
+export const LONGEST_SOCKET_NAME = `vsock.sock_${2 ** 32 - 1}`;
+
+/**
+ * $XDG_RUNTIME_DIR/corral when it is short, else /tmp/corral-<uid> (22 bytes at most). 40
+ * bytes + "/corral" + "/<tag>/<id>/" (23) + the longest name (21) stays within
+ * SOCKET_PATH_MAX (the bound predates macOS; kept so running VMs' sockets never move). Never
+ * $TMPDIR: on macOS it is /var/folders/<2>/<30>/T/, about 50 bytes.
+ */
 function runBase(): string {
   const xdg = env("XDG_RUNTIME_DIR");
-  if (xdg !== undefined && xdg.length < 40) return join(xdg, "corral");
+  if (xdg !== undefined && Buffer.byteLength(xdg) < 40) return join(xdg, "corral");
   return join("/tmp", `corral-${userInfo().uid}`);
+}
+
+/** Refuses a socket path the kernel would cut short or reject (bind: ENAMETOOLONG/EINVAL). */
+export function checkSocketPath(path: string): string {
+  const bytes = Buffer.byteLength(path);
+  if (bytes > SOCKET_PATH_MAX) {
+    throw new CorralError(
+      "SETUP",
+      `socket path ${path} is ${bytes} bytes long; unix sockets allow ${SOCKET_PATH_MAX}`,
+      {
+        hint: "set XDG_RUNTIME_DIR to a shorter directory (corral keeps its sockets under it)",
+        details: { path, bytes, max: SOCKET_PATH_MAX },
+      },
+    );
+  }
+  return path;
 }
 
 /** Sockets of VMs in this state root: distinct state roots (tests) never share sockets. */
@@ -105,7 +141,7 @@ export function snapshotPaths(name: string) {
 export function daemonPaths() {
   return {
     /** Its API: HTTP over this unix socket (0600, in the private run directory). */
-    socket: join(runRoot(), "daemon.sock"),
+    socket: checkSocketPath(join(runRoot(), "daemon.sock")),
     /** pid + start time + version, written once it listens. */
     state: join(runRoot(), "daemon.json"),
     /** Held while a CLI decides to spawn it, so two CLIs never start two daemons. */
@@ -167,6 +203,8 @@ export function instanceFiles(name: string): InstanceFiles {
 
 export function instancePaths(name: string, id: string): InstancePaths {
   const runDir = join(runRoot(), id);
+  // Checked once for all of this VM's sockets, here where the run directory is built.
+  checkSocketPath(join(runDir, LONGEST_SOCKET_NAME));
   return {
     ...instanceFiles(name),
     runDir,

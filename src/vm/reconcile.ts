@@ -3,8 +3,9 @@
  * first to learn that a VMM died: it then records `failed` (or `stopped` when a stop was
  * asked for), makes sure no sidecar survives, and removes the VM's sockets.
  */
-import { readFileSync, rmSync } from "node:fs";
-import { isAlive, signalProcess } from "../base/process.js";
+import { rmSync } from "node:fs";
+import { defaultProcessTable } from "../base/process.js";
+import { isAlive, isNamed, type ProcessTable } from "../base/processes.js";
 import type { InstancePaths } from "../paths/layout.js";
 import { releaseTap } from "./network.js";
 import { ACTIVE_STATES, type VmRecord, writeRecord } from "./record.js";
@@ -13,7 +14,19 @@ import { readShimState, readVmmExit } from "./supervisor.js";
 /** Longer than any shim takes to report (it forks and writes shim.json within milliseconds). */
 const STALE_START_MS = 30_000;
 
-export function reconcile(record: VmRecord, paths: InstancePaths): VmRecord {
+/**
+ * Executables whose pids shim.json records without a start time: a live pid is checked
+ * against the name before it is signalled (it may have been reused). The kernel keeps 15
+ * bytes of a name on Linux ("vhost-device-vs"), 16 on macOS; isNamed cuts these to match.
+ */
+const SHIM = "vmm-shim";
+const SIDECAR = "vhost-device-vsock";
+
+export function reconcile(
+  record: VmRecord,
+  paths: InstancePaths,
+  table: ProcessTable = defaultProcessTable(),
+): VmRecord {
   if (!ACTIVE_STATES.includes(record.state)) return record;
   const shim = readShimState(paths);
   const exit = readVmmExit(paths);
@@ -24,7 +37,10 @@ export function reconcile(record: VmRecord, paths: InstancePaths): VmRecord {
       // of this VM is running now).
       const startedMs = Date.parse(record.startedAt ?? "");
       if (record.state !== "starting" || !(Date.now() - startedMs > STALE_START_MS)) return record;
-    } else if (isAlive(shim.vmmPid, shim.vmmStartTime) || isNamed(shim.shimPid, "vmm-shim")) {
+    } else if (
+      isAlive(table, shim.vmmPid, shim.vmmStartTime) ||
+      isNamed(table, shim.shimPid, SHIM)
+    ) {
       // A live shim is still recording how its VMM ended: exit.json comes in a moment.
       return record;
     }
@@ -42,35 +58,29 @@ export function reconcile(record: VmRecord, paths: InstancePaths): VmRecord {
     reason: stopped && record.desired === "stopped" ? record.reason : reason,
     stoppedAt: new Date(exit?.atMs ?? Date.now()).toISOString(),
   };
-  releaseResources(paths);
+  releaseResources(paths, table);
   writeRecord(paths.config, next);
   return next;
 }
 
 /** Kills whatever this VM's shim still runs and removes its run-time files. */
-export function releaseResources(paths: InstancePaths): void {
+export function releaseResources(
+  paths: InstancePaths,
+  table: ProcessTable = defaultProcessTable(),
+): void {
   const shim = readShimState(paths);
   if (shim !== undefined) {
-    if (isAlive(shim.vmmPid, shim.vmmStartTime)) signalProcess(shim.vmmPid, "SIGKILL");
-    if (shim.sidecarPid !== null && isAlive(shim.sidecarPid)) {
-      // PDEATHSIG normally got it already; a live pid here may be reused, so check the name.
-      signalIfNamed(shim.sidecarPid, "vhost-device-vs");
-    }
-    if (isAlive(shim.shimPid)) signalIfNamed(shim.shimPid, "vmm-shim");
+    if (isAlive(table, shim.vmmPid, shim.vmmStartTime)) table.signal(shim.vmmPid, "SIGKILL");
+    // The shim's death normally took the sidecar along (PDEATHSIG on Linux, the shim's
+    // watcher on macOS); a live pid here may be reused, so check the name.
+    if (shim.sidecarPid !== null) killIfNamed(table, shim.sidecarPid, SIDECAR);
+    killIfNamed(table, shim.shimPid, SHIM);
   }
   rmSync(paths.runDir, { recursive: true, force: true });
   rmSync(paths.readyFile, { force: true });
   releaseTap(paths);
 }
 
-function isNamed(pid: number, comm: string): boolean {
-  try {
-    return isAlive(pid) && readFileSync(`/proc/${pid}/comm`, "utf8").trim() === comm;
-  } catch {
-    return false;
-  }
-}
-
-function signalIfNamed(pid: number, comm: string): void {
-  if (isNamed(pid, comm)) signalProcess(pid, "SIGKILL");
+function killIfNamed(table: ProcessTable, pid: number, executable: string): void {
+  if (isNamed(table, pid, executable)) table.signal(pid, "SIGKILL");
 }

@@ -1,31 +1,20 @@
 /**
- * `corral stats`: what a VM costs and does, from three places: the host's /proc (the VMM's
- * CPU time and memory, corral's own processes), the backend (disk counters) and the guest agent
+ * `corral stats`: what a VM costs and does, from three places: the host's process table (the
+ * VMM's CPU time and memory, corral's own processes), the backend (disk counters) and the guest agent
  * (the guest's own view of its memory). Guest numbers are untrusted input: parsed, bounded.
  */
-import { readFileSync } from "node:fs";
+import { defaultProcessTable } from "../base/process.js";
+import type { ProcessTable, ProcessUsage } from "../base/processes.js";
 import type { DiskCounters } from "../drivers/driver.js";
 
-/** Clock ticks per second of /proc/<pid>/stat times; 100 on every Linux we target. */
-const CLK_TCK = 100;
+export type { ProcessUsage };
 
-export interface ProcessUsage {
-  cpuMs: number;
-  rssBytes: number;
-}
-
-export function processUsage(pid: number): ProcessUsage | undefined {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-    // utime and stime are fields 14 and 15 of stat(5): indexes 11 and 12 after the comm.
-    const ticks = Number(fields[11]) + Number(fields[12]);
-    const status = readFileSync(`/proc/${pid}/status`, "utf8");
-    const rssKiB = Number(/^VmRSS:\s+(\d+) kB$/m.exec(status)?.[1] ?? "0");
-    return { cpuMs: Math.round((ticks * 1000) / CLK_TCK), rssBytes: rssKiB * 1024 };
-  } catch {
-    return undefined;
-  }
+/** CPU time and resident memory of a host process (the host's /proc, or ps on macOS). */
+export function processUsage(
+  pid: number,
+  table: ProcessTable = defaultProcessTable(),
+): ProcessUsage | undefined {
+  return table.usage(pid);
 }
 
 export interface GuestMemory {

@@ -55,7 +55,11 @@ export interface ShimLaunch {
 /** The descriptor number the VMM gets the plan's `vmmFd` as (the first after stdio). */
 export const VMM_FD = 3;
 
-/** Starts the shim in its own session; returns its pid. The shim forks sidecar and VMM. */
+/**
+ * Starts the shim in its own session; returns its pid. The shim forks sidecar and VMM. The
+ * new session is also a new process group, led by the shim: on macOS the shim's watcher
+ * kills that group when the shim dies, so it must not be the caller's.
+ */
 export function launchShim({ shimPath, plan, paths, readyTimeoutMs }: ShimLaunch): number {
   const { vmmFd } = plan;
   const args = [
