@@ -21,7 +21,8 @@ const LAYERS = [
   "index", // src/index.ts: the public entry
   "cli", // commander + rendering; imports only the public entry
 ];
-const pathOf = (layer) => (layer === "errors" || layer === "index" ? `^src/${layer}\\.ts$` : `^src/${layer}/`);
+const pathOf = (layer) =>
+  layer === "errors" || layer === "index" ? `^src/${layer}\\.ts$` : `^src/${layer}/`;
 
 const upward = LAYERS.slice(0, -1).map((layer, i) => ({
   name: `layer-${layer}`,

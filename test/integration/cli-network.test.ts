@@ -106,7 +106,7 @@ describe("network modes", () => {
     const mode = await box.corral(["create", "--name", "n1", "--network", "bridge"]);
     assert.equal(mode.code, 2);
     assert.match(mode.stderr, /network: "bridge" is not a network mode/);
-    assert.match(mode.stderr, /hint: use --network none \| nat \| tap:IFACE \| switch:NAME/);
+    assert.match(mode.stderr, /hint: use one of none \| nat \| tap:IFACE \| switch:NAME/);
     const ip = await box.corral(["create", "--name", "n3", "--ip", "10.0.0.2/24"]);
     assert.equal(ip.code, 2);
     assert.match(ip.stderr, /ip: a VM without a NIC/);

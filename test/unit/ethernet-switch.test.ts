@@ -549,7 +549,7 @@ describe("SwitchRegistry", () => {
     const ac = new AbortController();
     const pending = r.connect("lab", "vm", sockPath(), { retryMs: 5, signal: ac.signal });
     setTimeout(() => ac.abort(), 30);
-    await assert.rejects(pending, (e: Error) => e.name === "AbortError");
+    await assert.rejects(pending, (e) => isCorralError(e, "CANCELLED") && e.kind === "cancelled");
     const pending2 = r.connect("lab", "vm", sockPath(), { retryMs: 5 });
     setTimeout(() => r.disconnect("vm"), 30);
     await assert.rejects(pending2, (e) => isCorralError(e, "NETWORK"));

@@ -12,7 +12,7 @@ import { EventEmitter } from "node:events";
 import { existsSync } from "node:fs";
 import { createConnection, type Socket } from "node:net";
 import { setTimeout as sleep } from "node:timers/promises";
-import { CorralError } from "../../errors.js";
+import { CorralError, throwIfCancelled } from "../../errors.js";
 import {
   type DetachReason,
   EthernetSwitch,
@@ -269,7 +269,7 @@ export class SwitchRegistry extends EventEmitter<SwitchRegistryEvents> {
   }
 
   #checkLink(link: Link, signal: AbortSignal | undefined): void {
-    signal?.throwIfAborted();
+    throwIfCancelled(signal);
     if (link.abort.signal.aborted) {
       throw new CorralError(
         "NETWORK",
