@@ -343,7 +343,7 @@ function hintFor(field: string): string {
   const top = /^[A-Za-z]+/.exec(field)?.[0];
   switch (top) {
     case "name":
-      return "lowercase letters, digits, '.', '_' or '-', e.g. my-vm (leave it out for a generated name)";
+      return "e.g. my-vm (leave it out for a generated name)";
     case "memory":
       return "a size such as 512M or 2G";
     case "cpus":

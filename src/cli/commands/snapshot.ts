@@ -2,6 +2,7 @@ import type { Command } from "commander";
 import { Manager } from "../../sdk/manager.js";
 import { formatSize, parseSize } from "../../spec/size.js";
 import type { SnapshotMeta } from "../../vm/snapshot-store.js";
+import { abortOnInterrupt } from "../interrupt.js";
 import { age, printJson, printTable } from "../render.js";
 
 function summary(meta: SnapshotMeta) {
@@ -89,15 +90,13 @@ export function registerSnapshotCommands(program: Command): void {
     .option("--name <name>", "name of the new VM (default: generated)")
     .option("--json", "print the VM as JSON")
     .action(async (name: string, flags: { name?: string; json?: boolean }) => {
-      const controller = new AbortController();
-      const onInt = () => controller.abort();
-      process.on("SIGINT", onInt);
+      const interrupt = abortOnInterrupt();
       try {
-        const vm = await manager().restore(name, { name: flags.name, signal: controller.signal });
+        const vm = await manager().restore(name, { name: flags.name, signal: interrupt.signal });
         if (flags.json) return printJson({ name: vm.name, id: vm.id, state: vm.state });
         process.stdout.write(`${vm.name}\n`);
       } finally {
-        process.off("SIGINT", onInt);
+        interrupt.dispose();
       }
     });
 
