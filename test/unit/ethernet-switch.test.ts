@@ -502,7 +502,10 @@ describe("SwitchRegistry", () => {
     for (const bad of ["", "Lab", "-lab", "a b", "a/b", "x".repeat(33), "ü"]) {
       assert.throws(
         () => r.get(bad),
-        (e) => isCorralError(e, "INVALID_ARGUMENT") && e.message.includes("--network switch:NAME"),
+        (e) =>
+          isCorralError(e, "INVALID_ARGUMENT") &&
+          e.field === "network" &&
+          e.message.startsWith("network: invalid switch name"),
         bad,
       );
     }

@@ -27,9 +27,10 @@ export function validateSwitchName(name: string): string {
   if (!SWITCH_NAME_PATTERN.test(name)) {
     throw new CorralError(
       "INVALID_ARGUMENT",
-      `--network switch:NAME: invalid switch name ${JSON.stringify(name)}`,
+      `network: invalid switch name ${JSON.stringify(name)}`,
       {
-        hint: "use 1-32 characters: lowercase letters, digits, '_', '.', '-', starting with a letter or digit (e.g. --network switch:lab)",
+        field: "network",
+        hint: "use 1-32 characters: lowercase letters, digits, '_', '.', '-', starting with a letter or digit (e.g. switch:lab)",
         details: { field: "network", name },
       },
     );
