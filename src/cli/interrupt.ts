@@ -1,5 +1,5 @@
 /** Ctrl-C (and SIGTERM) as an AbortSignal for the library's long operations. */
-import { CorralError } from "../errors.js";
+import { CorralError } from "../index.js";
 
 /**
  * The first signal aborts the operation with a CANCELLED error (the library then kills what it

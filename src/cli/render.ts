@@ -1,8 +1,6 @@
 /** Everything the CLI prints goes through here: errors, tables, JSON, progress. */
 
-import type { ProgressEvent } from "../base/progress.js";
-import { asCorralError, exitCode } from "../errors.js";
-import { formatSize } from "../spec/size.js";
+import { asCorralError, exitCode, formatSize, type ProgressEvent } from "../index.js";
 import { withFlag } from "./flags.js";
 
 export function printJson(value: unknown): void {

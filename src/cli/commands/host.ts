@@ -1,6 +1,5 @@
 import type { Command } from "commander";
-import { doctor } from "../../setup/doctor.js";
-import { setup } from "../../setup/setup.js";
+import { doctor, setup } from "../../index.js";
 import { printJson, progressRenderer } from "../render.js";
 
 export function registerHostCommands(program: Command): void {

@@ -1,10 +1,7 @@
 import { closeSync, openSync, readSync, statSync } from "node:fs";
 import { setTimeout as sleep } from "node:timers/promises";
 import type { Command } from "commander";
-import { Manager } from "../../sdk/manager.js";
-import { formatSize } from "../../spec/size.js";
-import type { VmInfo } from "../../vm/manager.js";
-import { ACTIVE_STATES } from "../../vm/record.js";
+import { ACTIVE_STATES, formatSize, Manager, type VmInfo } from "../../index.js";
 import { abortOnInterrupt } from "../interrupt.js";
 import { parseIntFlag, specFromFlags, type VmFlags } from "../options.js";
 import { age, printJson, printTable } from "../render.js";

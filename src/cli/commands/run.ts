@@ -1,9 +1,6 @@
 import { constants } from "node:os";
 import type { Command } from "commander";
-import { CorralError } from "../../errors.js";
-import { Manager } from "../../sdk/manager.js";
-import { runInVm } from "../../sdk/run.js";
-import { parseEnvPairs } from "../../spec/schema.js";
+import { CorralError, Manager, parseEnvPairs, runInVm } from "../../index.js";
 import { abortOnInterrupt } from "../interrupt.js";
 import {
   collect,

@@ -1,23 +1,13 @@
 import type { Command } from "commander";
-import { Manager } from "../../sdk/manager.js";
-import { formatSize, parseSize } from "../../spec/size.js";
-import type { SnapshotMeta } from "../../vm/snapshot-store.js";
+import {
+  formatSize,
+  Manager,
+  parseSize,
+  type SnapshotMeta,
+  summarizeSnapshot,
+} from "../../index.js";
 import { abortOnInterrupt } from "../interrupt.js";
 import { age, printJson, printTable } from "../render.js";
-
-function summary(meta: SnapshotMeta) {
-  return {
-    name: meta.name,
-    source: meta.source.name,
-    createdAt: meta.createdAt,
-    memoryBytes: meta.memory.size,
-    diskBytes:
-      (meta.rootDisk?.size ?? 0) + meta.disks.reduce((n, d) => n + (d.owned ? d.size : 0), 0),
-    pausedMs: meta.pausedMs,
-    image: meta.record.spec.image,
-    vmm: meta.vmmVersion,
-  };
-}
 
 export function registerSnapshotCommands(program: Command): void {
   const manager = () => new Manager();
@@ -40,7 +30,7 @@ export function registerSnapshotCommands(program: Command): void {
       } finally {
         process.off("SIGINT", defer);
       }
-      if (flags.json) return printJson(summary(meta));
+      if (flags.json) return printJson(summarizeSnapshot(meta));
       process.stdout.write(
         `${meta.name}: ${formatSize(meta.memory.size)} of state, VM paused ${meta.pausedMs} ms\n`,
       );
@@ -50,7 +40,7 @@ export function registerSnapshotCommands(program: Command): void {
     .description("list snapshots")
     .option("--json", "print JSON")
     .action((flags: { json?: boolean }) => {
-      const list = manager().listSnapshots().map(summary);
+      const list = manager().listSnapshots().map(summarizeSnapshot);
       if (flags.json) return printJson(list);
       printTable(
         ["NAME", "FROM", "CREATED", "MEMORY", "DISKS", "IMAGE"],
