@@ -1,6 +1,6 @@
 import { existsSync } from "node:fs";
 import { setTimeout as sleep } from "node:timers/promises";
-import { CorralError } from "../errors.js";
+import { CorralError, throwIfCancelled } from "../errors.js";
 
 /** Polls until `path` exists. Short interval: boot latency is what users feel. */
 export async function waitForPath(
@@ -10,7 +10,7 @@ export async function waitForPath(
 ): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (!existsSync(path)) {
-    signal?.throwIfAborted();
+    throwIfCancelled(signal);
     if (Date.now() > deadline) {
       throw new CorralError("TIMEOUT", `${path} did not appear within ${timeoutMs} ms`);
     }
@@ -25,7 +25,7 @@ export async function retryUntil<T>(
 ): Promise<T> {
   const deadline = Date.now() + options.timeoutMs;
   for (;;) {
-    options.signal?.throwIfAborted();
+    throwIfCancelled(options.signal);
     const value = await attempt();
     if (value !== undefined) return value;
     if (Date.now() > deadline) {

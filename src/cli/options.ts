@@ -2,13 +2,16 @@
 import { readFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import { resolve } from "node:path";
-import { CorralError } from "../errors.js";
-import { parseCredentials } from "../protocols/oci/credentials.js";
-import { parsePlatform } from "../protocols/oci/platform.js";
-import { parseVolumeFlag } from "../spec/mounts.js";
-import { parsePortFlag } from "../spec/ports.js";
-import { parseEnvPairs, type VmSpecInput } from "../spec/schema.js";
-import { parseSize } from "../spec/size.js";
+import {
+  CorralError,
+  parseCredentials,
+  parseEnvPairs,
+  parsePlatform,
+  parsePortFlag,
+  parseSize,
+  parseVolumeFlag,
+  type VmSpecInput,
+} from "../index.js";
 import { progressRenderer } from "./render.js";
 
 export interface VmFlags {

@@ -1,8 +1,7 @@
 /** Everything the CLI prints goes through here: errors, tables, JSON, progress. */
 
-import type { ProgressEvent } from "../base/progress.js";
-import { asCorralError, CorralError } from "../errors.js";
-import { formatSize } from "../spec/size.js";
+import { asCorralError, exitCode, formatSize, type ProgressEvent } from "../index.js";
+import { withFlag } from "./flags.js";
 
 export function printJson(value: unknown): void {
   process.stdout.write(`${JSON.stringify(value, null, 2)}\n`);
@@ -19,10 +18,12 @@ export function printTable(headers: string[], rows: string[][]): void {
 
 export function renderError(err: unknown, debug: boolean): void {
   const error = asCorralError(err);
-  let text = `corral: error: ${error.message}`;
+  let text = `corral: error: ${withFlag(error.message, error.field)}`;
   if (error.hint !== undefined) text += `\n  hint: ${error.hint.replace(/\n/g, "\n    ")}`;
   if (debug) {
-    text += `\n  code: ${error.code}\n${error.stack ?? ""}`;
+    text += `\n  code: ${error.code} (${error.kind})`;
+    if (error.field !== undefined) text += `\n  field: ${error.field}`;
+    text += `\n${error.stack ?? ""}`;
     let cause = error.cause;
     while (cause !== undefined) {
       text += `\ncaused by: ${cause instanceof Error ? (cause.stack ?? cause.message) : String(cause)}`;
@@ -32,19 +33,9 @@ export function renderError(err: unknown, debug: boolean): void {
   process.stderr.write(`${text}\n`);
 }
 
+/** 2 for bad input, 3 for a missing host tool, 130 when cancelled, else 1 (errors.ts). */
 export function exitCodeFor(err: unknown): number {
-  if (err instanceof CorralError) {
-    switch (err.code) {
-      case "INVALID_ARGUMENT":
-      case "INVALID_SPEC":
-        return 2;
-      case "TOOL_MISSING":
-        return 3;
-      default:
-        return 1;
-    }
-  }
-  return 1;
+  return exitCode(asCorralError(err).kind);
 }
 
 /** Progress on stderr: a rewritten line on a terminal, one line per finished step otherwise. */

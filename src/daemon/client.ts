@@ -10,7 +10,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { fileURLToPath } from "node:url";
 import { Client } from "undici";
 import { acquireLock } from "../base/lock.js";
-import { CorralError, type ErrorCode } from "../errors.js";
+import { CorralError, type ErrorCode, isErrorCode } from "../errors.js";
 import { daemonPaths, ensurePrivateDir, runRoot, stateRoot } from "../paths/layout.js";
 
 const START_TIMEOUT_MS = 15_000;
@@ -113,12 +113,27 @@ export class DaemonClient {
   }
 }
 
-function errorFromBody(body: unknown, status: number): CorralError {
-  const b = (body ?? {}) as { code?: string; message?: string; hint?: string };
+/**
+ * The daemon's error as the CorralError it was (code, hint, field, details), so a caller
+ * cannot tell a daemon-side failure from a local one. A code this copy does not know (a newer
+ * daemon) becomes DAEMON, keeping the original in details.
+ */
+export function errorFromBody(body: unknown, status: number): CorralError {
+  const b = (typeof body === "object" && body !== null ? body : {}) as Record<string, unknown>;
+  const text = (value: unknown) => (typeof value === "string" ? value : undefined);
+  const known = isErrorCode(b.code);
+  const details =
+    typeof b.details === "object" && b.details !== null
+      ? (b.details as Record<string, unknown>)
+      : undefined;
   return new CorralError(
-    (b.code as ErrorCode | undefined) ?? "DAEMON",
-    b.message ?? `the daemon answered HTTP ${status}`,
-    { hint: b.hint },
+    known ? (b.code as ErrorCode) : "DAEMON",
+    text(b.message) ?? `the daemon answered HTTP ${status}`,
+    {
+      hint: text(b.hint),
+      field: text(b.field),
+      details: known ? details : { ...details, status, code: b.code, kind: b.kind },
+    },
   );
 }
 

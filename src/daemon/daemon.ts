@@ -9,7 +9,7 @@ import { type AddressInfo, connect } from "node:net";
 import Fastify, { type FastifyInstance } from "fastify";
 import { writeFileAtomicSync } from "../base/atomic.js";
 import { processStartTime } from "../base/process.js";
-import { asCorralError, CorralError } from "../errors.js";
+import { asCorralError, CorralError, type CorralErrorJson, httpStatus } from "../errors.js";
 import type { GuestChannel } from "../guest/channel.js";
 import type { InstancePaths } from "../paths/layout.js";
 import { daemonPaths, ensurePrivateDir, runRoot, stateRoot } from "../paths/layout.js";
@@ -23,6 +23,12 @@ import { daemonServices } from "./services-client.js";
 import { type VmServiceParts, VmServices } from "./vm-services.js";
 
 export const DAEMON_VERSION = "1";
+
+/** An error as the API answers it: the status follows from its kind, the body is its JSON. */
+export function errorReply(err: unknown): { status: number; body: CorralErrorJson } {
+  const error = asCorralError(err);
+  return { status: httpStatus(error.kind), body: error.toJSON() };
+}
 
 function answers(socketPath: string): Promise<boolean> {
   return new Promise((resolve) => {
@@ -187,16 +193,8 @@ export class Daemon {
 
   private routes(app: FastifyInstance): void {
     app.setErrorHandler((err, _req, reply) => {
-      const error = asCorralError(err);
-      const status =
-        error.code === "VM_NOT_FOUND"
-          ? 404
-          : error.code === "PORT_IN_USE" || error.code === "VM_STATE" || error.code === "POOL"
-            ? 409
-            : error.code === "INVALID_ARGUMENT" || error.code === "INVALID_SPEC"
-              ? 400
-              : 500;
-      void reply.status(status).send(error.toJSON());
+      const { status, body } = errorReply(err);
+      void reply.status(status).send(body);
     });
     const vmName = (params: unknown): string => {
       const name = (params as { name?: string }).name ?? "";

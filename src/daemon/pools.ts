@@ -12,7 +12,7 @@ import { z } from "zod";
 import { writeFileAtomicSync } from "../base/atomic.js";
 import { CorralError } from "../errors.js";
 import { poolsRoot } from "../paths/layout.js";
-import { specSchema } from "../spec/schema.js";
+import { parseSpec } from "../spec/schema.js";
 import type { Manager, VmInfo } from "../vm/manager.js";
 import { ACTIVE_STATES } from "../vm/record.js";
 
@@ -47,30 +47,28 @@ export function parsePool(input: unknown): PoolDefinition {
   const result = poolSchema.safeParse(input);
   if (!result.success) {
     const issue = result.error.issues[0];
-    throw new CorralError(
-      "INVALID_SPEC",
-      `pool.${issue?.path.join(".") ?? ""}: ${issue?.message}`,
-      {
-        hint: "e.g. corral pool create web --size 3",
-      },
-    );
+    const field = `pool.${issue?.path.join(".") ?? ""}`;
+    throw new CorralError("INVALID_SPEC", `${field}: ${issue?.message}`, {
+      field,
+      hint: "a pool has a name and a size from 1 to 64, e.g. web with 3 VMs",
+    });
   }
   const pool = result.data;
   if (pool.fromSnapshot === undefined) {
-    // Validate the members' spec now (with a stand-in name), not at the first refill.
-    const spec = specSchema.safeParse({ ...pool.spec, name: `${pool.name}-000000` });
-    if (!spec.success) {
-      const issue = spec.error.issues[0];
-      throw new CorralError("INVALID_SPEC", `${issue?.path.join(".")}: ${issue?.message}`);
-    }
-    if (spec.data.mac !== undefined || spec.data.ip !== undefined) {
-      throw new CorralError("INVALID_SPEC", "mac/ip: pool VMs cannot share one MAC or address", {
-        hint: "drop --mac and --ip from the pool; switch VMs get addresses of their own",
+    // Validate the members' spec now (with a stand-in name), not at the first refill. Its
+    // errors name the spec field (pool.spec's), as for a single VM.
+    const spec = parseSpec({ ...pool.spec, name: `${pool.name}-000000` });
+    if (spec.mac !== undefined || spec.ip !== undefined) {
+      const field = spec.mac !== undefined ? "mac" : "ip";
+      throw new CorralError("INVALID_SPEC", `${field}: pool VMs cannot share one MAC or address`, {
+        field,
+        hint: "leave the MAC and address out of a pool's spec; switch VMs get addresses of their own",
       });
     }
-    if (spec.data.ports.length > 0) {
+    if (spec.ports.length > 0) {
       throw new CorralError("INVALID_SPEC", "ports: pool VMs cannot share host ports", {
-        hint: "drop -p from the pool; forward ports to a VM you create yourself",
+        field: "ports",
+        hint: "leave port forwards out of a pool's spec; forward ports to a VM you create yourself",
       });
     }
   }
@@ -115,7 +113,7 @@ export class Pools {
   async create(input: PoolInput): Promise<PoolStatus> {
     const pool = parsePool(input);
     if (this.pools.has(pool.name)) {
-      throw new CorralError("POOL", `a pool named "${pool.name}" already exists`, {
+      throw new CorralError("POOL_EXISTS", `a pool named "${pool.name}" already exists`, {
         hint: `remove it first with "corral pool rm ${pool.name}"`,
       });
     }
@@ -146,7 +144,7 @@ export class Pools {
       }
     }
     this.kick();
-    throw new CorralError("POOL", `pool "${name}" has no ready VM right now`, {
+    throw new CorralError("POOL_EMPTY", `pool "${name}" has no ready VM right now`, {
       hint:
         this.errors.get(name) ??
         "it is refilling; retry in a moment, or make the pool larger (corral pool rm + create)",
@@ -249,7 +247,7 @@ export class Pools {
 }
 
 function notFound(name: string): CorralError {
-  return new CorralError("POOL", `no pool named "${name}"`, {
+  return new CorralError("POOL_NOT_FOUND", `no pool named "${name}"`, {
     hint: 'list pools with "corral pool ls"',
   });
 }

@@ -35,7 +35,7 @@ export class DriverRegistry {
     if (factory === undefined) {
       throw new CorralError("UNSUPPORTED", `backend: ${name} is not available in this build`, {
         hint: `use one of: ${this.names().join(", ")} (see docs/capabilities.md)`,
-        details: { field: "backend" },
+        field: "backend",
       });
     }
     const driver = factory();

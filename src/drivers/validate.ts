@@ -58,7 +58,8 @@ export function validateForDriver(spec: VmSpec, driver: Driver): void {
     `${problem.field}: the ${driver.name} backend ${problem.message}`,
     {
       ...(problem.hint === undefined ? {} : { hint: problem.hint }),
-      details: { field: problem.field, backend: driver.name },
+      field: problem.field,
+      details: { backend: driver.name },
     },
   );
 }

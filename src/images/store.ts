@@ -72,3 +72,16 @@ export function listImages(name?: string): ImageInfo[] {
   }
   return out.sort((a, b) => b.createdAt.localeCompare(a.createdAt));
 }
+
+/**
+ * A built-in image by name ("corral-default", the newest build) or by digest: `sha256:` or
+ * not, a unique prefix of at least 12 hex digits. No network, no build.
+ */
+export function findBuiltinImage(ref: string): ImageInfo | undefined {
+  const images = listImages();
+  const hex = ref.replace(/^sha256:/, "");
+  return (
+    images.find((i) => i.name === ref) ??
+    (/^[0-9a-f]{12,64}$/.test(hex) ? images.find((i) => i.digest.startsWith(hex)) : undefined)
+  );
+}

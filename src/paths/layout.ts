@@ -104,7 +104,11 @@ export const cachePaths = {
   /** `digest` is `<algorithm>:<hex>`; anything else could name a path outside the cache. */
   blob: (digest: string) => {
     const match = /^([a-z0-9]+):([a-f0-9]{32,})$/.exec(digest);
-    if (match === null) throw new Error(`not a content digest: ${JSON.stringify(digest)}`);
+    if (match === null) {
+      throw new CorralError("INVALID_ARGUMENT", `not a content digest: ${JSON.stringify(digest)}`, {
+        hint: "a digest is <algorithm>:<hex>, e.g. sha256:4a5b...",
+      });
+    }
     return join(cacheRoot(), "blobs", match[1]!, match[2]!);
   },
 };

@@ -7,7 +7,7 @@ import { constants } from "node:os";
 import type { Readable, Writable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { takeFromPool } from "../daemon/pool-client.js";
-import { CorralError, isCorralError } from "../errors.js";
+import { CorralError, cancelled, isCorralError, throwIfCancelled } from "../errors.js";
 import { DEFAULT_IMAGE_NAME } from "../images/default-image.js";
 import { findOciImage, type PullOptions, pullImage } from "../images/oci-store.js";
 import type { VmSpecInput } from "../spec/schema.js";
@@ -46,11 +46,22 @@ export interface RunResult {
 }
 
 export async function runInVm(manager: Manager, options: RunOptions): Promise<RunResult> {
+  try {
+    return await run(manager, options);
+  } catch (err) {
+    // A dependency (a stream, undici) may notice the abort first and throw the bare reason
+    // (a DOMException for `controller.abort()`): callers get a CANCELLED CorralError instead.
+    if (options.signal?.aborted === true && !isCorralError(err)) throw cancelled(options.signal);
+    throw err;
+  }
+}
+
+async function run(manager: Manager, options: RunOptions): Promise<RunResult> {
   const image = options.spec.image;
   if (image !== undefined && image !== DEFAULT_IMAGE_NAME && findOciImage(image) === undefined) {
     await pullImage(image, options.pull ?? {});
   }
-  options.signal?.throwIfAborted();
+  throwIfCancelled(options.signal);
   let ready: VmInfo;
   let rm = options.rm === true;
   if (options.fromPool !== undefined) {
@@ -60,12 +71,13 @@ export async function runInVm(manager: Manager, options: RunOptions): Promise<Ru
       // The daemon's answer names a VM: run only in one that is this pool's, handed to us.
       if (ready.pool?.name !== options.fromPool || ready.pool.taken !== true) {
         throw new CorralError(
-          "POOL",
+          "POOL_MISMATCH",
           `the daemon handed out "${taken}", not a member of pool "${options.fromPool}"`,
         );
       }
     } catch (err) {
-      if (!isCorralError(err, "POOL")) await manager.remove(taken, { force: true }).catch(() => {});
+      if (!isCorralError(err, "POOL_MISMATCH"))
+        await manager.remove(taken, { force: true }).catch(() => {});
       throw err;
     }
     rm = true;
@@ -111,7 +123,7 @@ export async function runInVm(manager: Manager, options: RunOptions): Promise<Ru
         pipeline(proc.stdout, options.stdout, { end: false }),
         pipeline(proc.stderr, options.stderr, { end: false }),
       ]);
-      options.signal?.throwIfAborted();
+      throwIfCancelled(options.signal);
       const signo =
         result.signal === null ? 0 : (constants.signals[result.signal as NodeJS.Signals] ?? 0);
       const status = result.exitCode ?? 128 + signo;

@@ -235,7 +235,7 @@ const EXAMPLES = "e.g. api.example.com:443, '*.npmjs.org', 10.1.2.0/24:80 or '[:
 function invalid(field: string, raw: string, problem: string, hint: string): CorralError {
   return new CorralError("INVALID_ARGUMENT", `${field} "${raw}": ${problem}`, {
     hint,
-    details: { field, value: raw },
+    details: { field, value: raw, problem },
   });
 }
 

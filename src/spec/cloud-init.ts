@@ -169,6 +169,7 @@ export function parseCloudInit(input: unknown, base = "cloudInit"): CloudInitSpe
   }
   const field = fieldPath(base, path);
   throw new CorralError("INVALID_SPEC", `${field}: ${message}`, {
+    field,
     hint: `check ${field} (docs/cloud-init.md lists the fields)`,
     details: { issues: result.error.issues },
   });

@@ -17,8 +17,7 @@ export type NetworkMode =
 export const IFACE_PATTERN = /^[a-zA-Z0-9_.-]{1,15}$/;
 export const SWITCH_NAME_PATTERN = /^[a-z0-9][a-z0-9_.-]{0,31}$/;
 
-export const NETWORK_HINT =
-  "use --network none | nat | tap:IFACE | switch:NAME (e.g. --network switch:lab)";
+export const NETWORK_HINT = "use one of none | nat | tap:IFACE | switch:NAME (e.g. switch:lab)";
 
 /** Returns an error message, or undefined when `value` is a valid network mode. */
 export function networkModeProblem(value: string): string | undefined {
@@ -39,7 +38,10 @@ export function networkModeProblem(value: string): string | undefined {
 export function parseNetworkMode(value: string): NetworkMode {
   const problem = networkModeProblem(value);
   if (problem !== undefined) {
-    throw new CorralError("INVALID_SPEC", `network: ${problem}`, { hint: NETWORK_HINT });
+    throw new CorralError("INVALID_SPEC", `network: ${problem}`, {
+      field: "network",
+      hint: NETWORK_HINT,
+    });
   }
   if (value === "none" || value === "nat") return { kind: value };
   if (value.startsWith("tap:")) return { kind: "tap", iface: value.slice(4) };

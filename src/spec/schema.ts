@@ -3,10 +3,10 @@
  * files, later API bodies) goes through `parseSpec`, which names the offending field.
  */
 import { z } from "zod";
-import { CorralError } from "../errors.js";
+import { CorralError, isCorralError } from "../errors.js";
 import { parseReference } from "../protocols/oci/reference.js";
 import { parseAllowRule } from "./allow-rules.js";
-import { cloudInitSchema } from "./cloud-init.js";
+import { cloudInitSchema, fieldPath } from "./cloud-init.js";
 import { guestPathProblem } from "./mounts.js";
 import { isIpv4, NETWORK_HINT, networkModeProblem, parseIpv4Cidr } from "./network.js";
 import { parseSize } from "./size.js";
@@ -42,7 +42,12 @@ const sizeField = (field: string, minMiB: number, maxMiB: number) =>
       }
       return bytes / MIB;
     } catch (err) {
-      ctx.addIssue({ code: "custom", message: (err as Error).message });
+      // parseSize names the field itself; the issue's path names it already.
+      const message = (err as Error).message;
+      ctx.addIssue({
+        code: "custom",
+        message: message.startsWith(`${field}: `) ? message.slice(field.length + 2) : message,
+      });
       return z.NEVER;
     }
   });
@@ -146,14 +151,17 @@ export const specSchema = z
     /** Egress allowlist (`--allow-host`), enforced by the host's proxy; empty: no egress. */
     allowHosts: z
       .array(z.string())
-      .max(256, "at most 256 --allow-host rules")
+      .max(256, "at most 256 rules")
       .default([])
       .superRefine((rules, ctx) => {
         for (const [i, rule] of rules.entries()) {
           try {
             parseAllowRule(rule);
           } catch (err) {
-            ctx.addIssue({ code: "custom", path: [i], message: (err as Error).message });
+            const problem = isCorralError(err) ? err.details?.problem : undefined;
+            const message =
+              typeof problem === "string" ? `"${rule}": ${problem}` : (err as Error).message;
+            ctx.addIssue({ code: "custom", path: [i], message });
           }
         }
       }),
@@ -253,7 +261,7 @@ export const specSchema = z
       ctx.addIssue({
         code: "custom",
         path: ["ip"],
-        message: "a VM without a NIC (--network none) has no address to set",
+        message: 'a VM without a NIC (network "none") has no address to set',
       });
     }
     const issue = (path: string, message: string) =>
@@ -262,22 +270,22 @@ export const specSchema = z
       issue("cloudImage", "a VM boots either an OCI image or a cloud image, not both");
     }
     if ((spec.kernel === undefined) !== (spec.initrd === undefined)) {
-      issue(spec.kernel === undefined ? "kernel" : "initrd", "--kernel and --initrd go together");
+      issue(spec.kernel === undefined ? "kernel" : "initrd", "a kernel and an initrd go together");
     }
     if (spec.kernel !== undefined && spec.cloudImage === undefined) {
-      issue("kernel", "a custom kernel boots a cloud image: add --cloud-image");
+      issue("kernel", "a custom kernel boots a cloud image, and none is given");
     }
     if (spec.kernel !== undefined && spec.firmware === "uefi") {
-      issue("kernel", "UEFI firmware boots the kernel from the disk: drop --kernel/--initrd");
+      issue("kernel", "UEFI firmware boots the kernel from the disk: drop the kernel and initrd");
     }
     if (spec.cloudImage !== undefined && spec.kernel === undefined && spec.firmware !== "uefi") {
       issue(
         "cloudImage",
-        "a cloud image boots its own kernel: add --firmware uefi, or --kernel and --initrd",
+        "a cloud image boots its own kernel: with UEFI firmware, or from a given kernel and initrd",
       );
     }
     if (spec.cloudInit !== undefined && spec.cloudImage === undefined) {
-      issue("cloudInit", "cloud-init runs in cloud images (--cloud-image), not in corral's images");
+      issue("cloudInit", "cloud-init runs in cloud images, not in corral's images");
     }
     if (spec.firmware === "uefi" && spec.machine === "microvm") {
       issue("firmware", "microvm has no UEFI firmware: use the q35 machine");
@@ -288,13 +296,13 @@ export const specSchema = z
       spec.cdrom === undefined &&
       spec.disks.length === 0
     ) {
-      issue("firmware", "UEFI needs something to boot: a --cloud-image, a --cdrom or a --disk");
+      issue("firmware", "UEFI needs something to boot: a cloud image, a CD-ROM or a disk");
     }
     if (spec.gateway !== undefined && (spec.ip === undefined || spec.ip === "dhcp")) {
       ctx.addIssue({
         code: "custom",
         path: ["gateway"],
-        message: "a gateway goes with a static --ip A.B.C.D/LEN",
+        message: "a gateway goes with a static address (ip A.B.C.D/LEN)",
       });
     }
   });
@@ -315,45 +323,70 @@ export function parseSpec(input: unknown): VmSpec {
       : input;
   const result = specSchema.safeParse(withDefaults);
   if (result.success) return result.data;
-  const issue = result.error.issues[0];
-  const field = issue?.path.join(".") || "spec";
-  throw new CorralError("INVALID_SPEC", `${field}: ${issue?.message ?? "invalid"}`, {
+  throw specError(result.error);
+}
+
+/**
+ * The INVALID_SPEC error for a failed parse of the spec: its first issue, with `field` set to
+ * the issue's path ("memory", "ports[1]", "mounts[0].target") and a hint in the spec's terms
+ * (front ends name their own inputs: the CLI adds the flag).
+ */
+export function specError(error: z.ZodError): CorralError {
+  const issue = error.issues[0];
+  let path = issue?.path ?? [];
+  let message = issue?.message ?? "invalid";
+  if (issue?.code === "unrecognized_keys" && issue.keys.length > 0) {
+    path = [...path, issue.keys[0]!];
+    message = "unknown field";
+  }
+  const field = fieldPath("", path) || "spec";
+  return new CorralError("INVALID_SPEC", `${field}: ${message}`, {
+    field,
     hint: hintFor(field),
-    details: { issues: result.error.issues },
+    details: { issues: error.issues },
   });
 }
 
 function hintFor(field: string): string {
-  switch (field) {
+  const top = /^[A-Za-z]+/.exec(field)?.[0];
+  switch (top) {
     case "name":
-      return "choose a name like my-vm (or omit --name to get a generated one)";
+      return "e.g. my-vm (leave it out for a generated name)";
     case "memory":
-      return "use e.g. --memory 512M or --memory 2G";
+      return "a size such as 512M or 2G";
     case "cpus":
-      return "use --cpus with a whole number from 1 to 64";
+      return "a whole number from 1 to 64";
     case "network":
       return NETWORK_HINT;
     case "ip":
-      return "e.g. --ip 10.0.0.2/24 (with --gateway 10.0.0.1), or --ip dhcp";
+      return 'an IPv4 address with its prefix length, e.g. 10.0.0.2/24 (gateway 10.0.0.1), or "dhcp"';
+    case "gateway":
+      return "an IPv4 address in the static address's subnet, e.g. 10.0.0.1";
     case "mac":
-      return "e.g. --mac 02:00:00:12:34:56 (locally administered, unicast)";
+      return "e.g. 02:00:00:12:34:56 (locally administered, unicast)";
     case "image":
       return "use an image reference like alpine, alpine:3.20 or ghcr.io/org/app:tag";
     case "cloudImage":
-      return "e.g. --cloud-image ./debian-12.qcow2 --firmware uefi";
     case "kernel":
     case "initrd":
-      return "e.g. --cloud-image disk.qcow2 --kernel vmlinuz --initrd initrd.img";
+      return "a cloud image (qcow2 or raw) boots by UEFI firmware, or directly from its own kernel and initrd";
     case "firmware":
-      return "use --firmware direct (default) or --firmware uefi";
+      return 'use "direct" (the default) or "uefi"';
     case "accel":
       return `use one of: ${ACCELERATORS.join(", ")}`;
+    case "machine":
+      return `use one of: ${MACHINES.join(", ")}`;
+    case "ports":
+      return "forward host port 8080 to guest port 80 (host address 127.0.0.1 unless given); host ports must not clash";
+    case "allowHosts":
+      return "rules such as api.example.com:443, '*.npmjs.org' or 10.1.2.0/24:80";
+    case "mounts":
+      return "share an absolute host directory at an absolute guest path, e.g. /srv/data at /data";
+    case "disks":
+      return "a new disk's size (e.g. 10G) or the absolute path of a disk image";
+    case "diskSizeMiB":
+      return "the root disk's size, from 64M to 16T, e.g. 10G";
     default:
-      if (field.startsWith("ports")) return "write -p 8080:80 or -p 0.0.0.0:8080:80";
-      if (field.startsWith("allowHosts")) {
-        return "e.g. --allow-host api.example.com:443, --allow-host '*.npmjs.org', --allow-host 10.1.2.0/24:80";
-      }
-      if (field.startsWith("mounts")) return "write -v /host/dir:/guest/dir[:ro]";
       return `check the value of ${field}`;
   }
 }
@@ -365,8 +398,9 @@ export function parseEnvPairs(pairs: readonly string[]): Record<string, string> 
     const eq = pair.indexOf("=");
     const key = eq < 0 ? pair : pair.slice(0, eq);
     if (eq <= 0 || !ENV_KEY.test(key)) {
-      throw new CorralError("INVALID_ARGUMENT", `--env: "${pair}" is not KEY=VALUE`, {
-        hint: "write --env NAME=value (NAME: letters, digits and '_')",
+      throw new CorralError("INVALID_ARGUMENT", `env: "${pair}" is not KEY=VALUE`, {
+        field: "env",
+        hint: "write NAME=value (NAME: letters, digits and '_')",
       });
     }
     env[key] = pair.slice(eq + 1);

@@ -10,7 +10,7 @@ import { rmSync, writeFileSync } from "node:fs";
 import { readFile } from "node:fs/promises";
 import { runSteps } from "../base/steps.js";
 import type { BootMode, Machine, MachineHost } from "../drivers/driver.js";
-import { CorralError, isCorralError } from "../errors.js";
+import { CorralError, cancelled, isCorralError, throwIfCancelled } from "../errors.js";
 import { buildVmmShim } from "../host/vmm-shim-binary.js";
 import { buildAgent } from "../images/agent-binary.js";
 import { ensurePrivateDir, type InstancePaths } from "../paths/layout.js";
@@ -149,7 +149,7 @@ export async function bootVm(
       {
         name: "attach host services",
         run: async () => {
-          signal?.throwIfAborted();
+          throwIfCancelled(signal);
           if (!needsHostServices(record.spec)) return;
           // Forwards bind here: a port taken since create fails the start before any boot.
           await rt.services.attach(record.name);
@@ -195,7 +195,9 @@ export async function bootVm(
       },
     ]);
     return state;
-  } catch (err) {
+  } catch (caught) {
+    // Ctrl-C or an AbortSignal is kind `cancelled`, whichever layer noticed it first.
+    const err = signal?.aborted === true && !isCorralError(caught) ? cancelled(signal) : caught;
     if (!starting) throw err;
     rt.guests.forget(paths.vsockSocket);
     const exit = readVmmExit(paths);

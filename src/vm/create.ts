@@ -114,7 +114,8 @@ async function writeNewRecord(
     if (spec.firmware === "uefi") {
       if (driver.createFirmwareStore === undefined) {
         throw new CorralError("UNSUPPORTED", `firmware: the ${driver.name} backend has no UEFI`, {
-          details: { field: "firmware", backend: driver.name },
+          field: "firmware",
+          details: { backend: driver.name },
         });
       }
       await driver.createFirmwareStore(paths.efiVars);

@@ -170,7 +170,8 @@ export class Manager {
       const driver = driverOf(this.rt, record);
       if (!driver.features.pause) {
         throw new CorralError("UNSUPPORTED", `the ${driver.name} backend cannot pause VMs`, {
-          details: { field: "backend", backend: driver.name },
+          field: "backend",
+          details: { backend: driver.name },
         });
       }
       await act(driver.open(machineContext(record, paths), inertHost(this.rt)));
@@ -203,9 +204,13 @@ export class Manager {
         .map((s) => `snapshot ${s.name}`),
     ];
     if (users.length > 0) {
-      throw new CorralError("SNAPSHOT", `snapshot "${name}" is in use by ${users.join(", ")}`, {
-        hint: "their disks are overlays on this snapshot's; remove them first",
-      });
+      throw new CorralError(
+        "SNAPSHOT_IN_USE",
+        `snapshot "${name}" is in use by ${users.join(", ")}`,
+        {
+          hint: "their disks are overlays on this snapshot's; remove them first",
+        },
+      );
     }
     removeSnapshot(name);
   }
@@ -252,7 +257,8 @@ export class Manager {
       : undefined;
     if (balloon === undefined) {
       throw new CorralError("UNSUPPORTED", `the ${driver.name} backend has no memory balloon`, {
-        details: { field: "backend", backend: driver.name },
+        field: "backend",
+        details: { backend: driver.name },
       });
     }
     const max = record.spec.memory * 1024 * 1024;

@@ -6,7 +6,7 @@
  */
 import { setTimeout as sleep } from "node:timers/promises";
 import { serialTail } from "../base/tail.js";
-import { CorralError, isCorralError } from "../errors.js";
+import { CorralError, isCorralError, throwIfCancelled } from "../errors.js";
 import type { InstancePaths } from "../paths/layout.js";
 import type { AgentClient } from "../protocols/agent/client.js";
 import { readyTimeoutOf } from "../spec/schema.js";
@@ -19,7 +19,7 @@ const AGENT_RETRY_MS = 5;
 export async function waitForShim(paths: InstancePaths, signal?: AbortSignal): Promise<void> {
   const deadline = Date.now() + SHIM_REPORT_TIMEOUT_MS;
   for (;;) {
-    signal?.throwIfAborted();
+    throwIfCancelled(signal);
     if (readShimState(paths) !== undefined) return;
     const exit = readVmmExit(paths);
     if (exit !== undefined) throw new CorralError("VM_FAILED", exit.reason);
@@ -43,14 +43,14 @@ export async function waitForAgent(
     announced = true;
   });
   while (!announced) {
-    signal?.throwIfAborted();
+    throwIfCancelled(signal);
     const exit = readVmmExit(paths);
     if (exit !== undefined) throw new CorralError("VM_FAILED", exit.reason);
     if (Date.now() > deadline) throw notReady(record, paths);
     await Promise.race([notice, sleep(20)]);
   }
   for (;;) {
-    signal?.throwIfAborted();
+    throwIfCancelled(signal);
     try {
       await agent.ping({ timeoutMs: 2_000 });
       return;

@@ -37,7 +37,7 @@ export async function restoreSnapshot(
   const vmmVersion = await driver.version();
   if (vmmVersion !== meta.vmmVersion) {
     throw new CorralError(
-      "SNAPSHOT",
+      "SNAPSHOT_INCOMPATIBLE",
       `snapshot "${snapshot}" was taken with ${meta.vmmVersion}; this host runs ${vmmVersion}`,
       {
         hint: `the ${driver.name} backend's saved state is tied to the VMM's version: restore it on a host with the same version, or boot a fresh VM and take a new snapshot`,
@@ -46,7 +46,7 @@ export async function restoreSnapshot(
   }
   if (!existsSync(meta.record.image.kernel) || !existsSync(meta.record.image.initrd)) {
     throw new CorralError(
-      "SNAPSHOT",
+      "SNAPSHOT_INCOMPATIBLE",
       `the guest image snapshot "${snapshot}" was taken with (${meta.record.image.version}) is no longer cached`,
       {
         hint: 'the kernel must be the one the memory was saved with; take a new snapshot after "corral setup"',

@@ -88,7 +88,7 @@ export function readSnapshotMeta(name: string): SnapshotMeta {
   try {
     raw = readFileSync(paths.meta, "utf8");
   } catch {
-    throw new CorralError("SNAPSHOT", `no snapshot named "${name}"`, {
+    throw new CorralError("SNAPSHOT_NOT_FOUND", `no snapshot named "${name}"`, {
       hint: 'list snapshots with "corral snapshot ls"',
     });
   }
@@ -100,7 +100,7 @@ export function readSnapshotMeta(name: string): SnapshotMeta {
   }
   if (!parsed.success) {
     throw new CorralError(
-      "SNAPSHOT",
+      "SNAPSHOT_DAMAGED",
       `snapshot "${name}" is damaged: snapshot.json is unreadable`,
       {
         hint: `remove it with "corral snapshot rm ${name}" and take a new one`,
@@ -132,7 +132,7 @@ export function removeSnapshot(name: string): void {
   checkSnapshotName(name);
   const { dir } = snapshotPaths(name);
   if (!existsSync(dir)) {
-    throw new CorralError("SNAPSHOT", `no snapshot named "${name}"`, {
+    throw new CorralError("SNAPSHOT_NOT_FOUND", `no snapshot named "${name}"`, {
       hint: 'list snapshots with "corral snapshot ls"',
     });
   }
@@ -173,7 +173,7 @@ export async function verifySnapshotFiles(
   for (const d of meta.disks) {
     if (!d.owned && !existsSync(d.path)) {
       throw new CorralError(
-        "SNAPSHOT",
+        "SNAPSHOT_DAMAGED",
         `snapshot "${meta.name}" attaches ${d.path}, which is gone`,
         {
           hint: "put the disk back at that path, or take a new snapshot",
@@ -184,7 +184,7 @@ export async function verifySnapshotFiles(
 }
 
 export function damaged(name: string, what: string): CorralError {
-  return new CorralError("SNAPSHOT", `snapshot "${name}" is damaged: ${what}`, {
+  return new CorralError("SNAPSHOT_DAMAGED", `snapshot "${name}" is damaged: ${what}`, {
     hint: `remove it with "corral snapshot rm ${name}" and take a new one`,
   });
 }

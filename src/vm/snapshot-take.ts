@@ -48,7 +48,7 @@ export async function takeSnapshot(
   checkSnapshotName(snapshot);
   const target = snapshotPaths(snapshot);
   if (existsSync(target.dir)) {
-    throw new CorralError("SNAPSHOT", `a snapshot named "${snapshot}" already exists`, {
+    throw new CorralError("SNAPSHOT_EXISTS", `a snapshot named "${snapshot}" already exists`, {
       hint: `choose another name, or remove it with "corral snapshot rm ${snapshot}"`,
     });
   }
@@ -75,7 +75,8 @@ export async function takeSnapshot(
     if (snapshotter === undefined) {
       throw new CorralError("UNSUPPORTED", `the ${driver.name} backend cannot take snapshots`, {
         hint: "see docs/capabilities.md for what each backend supports",
-        details: { field: "backend", backend: driver.name },
+        field: "backend",
+        details: { backend: driver.name },
       });
     }
     refuseIfAny(record, [...genericProblems(record), ...snapshotter.check(vm)]);
@@ -198,7 +199,7 @@ function refuseIfAny(record: VmRecord, problems: SpecProblem[]): void {
     `VM "${record.name}" cannot be snapshotted: ${problem.message}`,
     {
       ...(problem.hint === undefined ? {} : { hint: problem.hint }),
-      details: { field: problem.field },
+      field: problem.field,
     },
   );
 }

@@ -6,6 +6,7 @@ import { spawn } from "node:child_process";
 import { closeSync, openSync, readFileSync } from "node:fs";
 import { z } from "zod";
 import type { LaunchPlan } from "../drivers/driver.js";
+import { CorralError } from "../errors.js";
 import type { InstancePaths } from "../paths/layout.js";
 
 const shimStateSchema = z.object({
@@ -89,7 +90,9 @@ export function launchShim({ shimPath, plan, paths, readyTimeoutMs }: ShimLaunch
       cwd: paths.dir,
     });
     child.unref();
-    if (child.pid === undefined) throw new Error(`could not start ${shimPath}`);
+    if (child.pid === undefined) {
+      throw new CorralError("VM_FAILED", `could not start the VM's shim ${shimPath}`);
+    }
     return child.pid;
   } finally {
     closeSync(log);

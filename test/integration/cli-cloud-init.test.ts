@@ -117,7 +117,7 @@ describe("cloud images with cloud-init", { timeout: 1_500_000 }, () => {
     assert.equal(r.code, 2);
     assert.match(
       r.stderr,
-      /cloudImage: a cloud image boots its own kernel: add --firmware uefi, or --kernel and --initrd/,
+      /cloudImage \(--cloud-image\): a cloud image boots its own kernel: with UEFI firmware, or from a given kernel and initrd/,
     );
     const ci = await box.corral([
       "create",
@@ -127,7 +127,7 @@ describe("cloud images with cloud-init", { timeout: 1_500_000 }, () => {
       join(dir, "cloud-init.yaml"),
     ]);
     assert.equal(ci.code, 2);
-    assert.match(ci.stderr, /cloudInit: cloud-init runs in cloud images/);
+    assert.match(ci.stderr, /cloudInit \(--cloud-init\): cloud-init runs in cloud images/);
     const missing = await box.corral([
       "create",
       "--name",

@@ -150,13 +150,13 @@ describe("bad input", () => {
   it("rejects --memory 12XB naming the flag, creating nothing", async () => {
     const r = await box.corral(["run", "--memory", "12XB", "--", "true"]);
     assert.equal(r.code, 2);
-    assert.match(r.stderr, /memory: cannot parse size "12XB"/);
+    assert.match(r.stderr, /memory \(--memory\): cannot parse size "12XB"/);
     assert.match(r.stderr, /hint: .*512M/);
     assert.deepEqual(await names(), []);
   });
 
   it("rejects a bad name and --cpus", async () => {
-    assert.match((await box.corral(["create", "--name", "Bad Name"])).stderr, /name: /);
+    assert.match((await box.corral(["create", "--name", "Bad Name"])).stderr, /name \(--name\): /);
     assert.match((await box.corral(["create", "--cpus", "zero"])).stderr, /--cpus: "zero"/);
     assert.deepEqual(await names(), []);
   });

@@ -105,16 +105,16 @@ describe("network modes", () => {
   it("rejects modes that do not exist and bad MACs, naming the flag", async () => {
     const mode = await box.corral(["create", "--name", "n1", "--network", "bridge"]);
     assert.equal(mode.code, 2);
-    assert.match(mode.stderr, /network: "bridge" is not a network mode/);
-    assert.match(mode.stderr, /hint: use --network none \| nat \| tap:IFACE \| switch:NAME/);
+    assert.match(mode.stderr, /network \(--network\): "bridge" is not a network mode/);
+    assert.match(mode.stderr, /hint: use one of none \| nat \| tap:IFACE \| switch:NAME/);
     const ip = await box.corral(["create", "--name", "n3", "--ip", "10.0.0.2/24"]);
     assert.equal(ip.code, 2);
-    assert.match(ip.stderr, /ip: a VM without a NIC/);
+    assert.match(ip.stderr, /ip \(--ip\): a VM without a NIC/);
     const sw = await box.corral(["create", "--name", "n4", "--network", "switch:Bad Name"]);
     assert.equal(sw.code, 2);
     assert.match(sw.stderr, /a switch name is lowercase/);
     const mac = await box.corral(["create", "--name", "n2", "--mac", "01:00:00:00:00:01"]);
     assert.equal(mac.code, 2);
-    assert.match(mac.stderr, /mac: a MAC must be unicast/);
+    assert.match(mac.stderr, /mac \(--mac\): a MAC must be unicast/);
   });
 });

@@ -80,10 +80,10 @@ describe("UEFI and ISO boot", { timeout: 900_000 }, () => {
   it("rejects UEFI setups that cannot boot, naming the flag", async () => {
     const nothing = await box.corral(["create", "--name", "u1", "--firmware", "uefi"]);
     assert.equal(nothing.code, 2);
-    assert.match(nothing.stderr, /firmware: UEFI needs something to boot/);
+    assert.match(nothing.stderr, /firmware \(--firmware\): UEFI needs something to boot/);
     const bios = await box.corral(["create", "--name", "u2", "--firmware", "bios"]);
     assert.equal(bios.code, 2);
-    assert.match(bios.stderr, /firmware: /);
+    assert.match(bios.stderr, /firmware \(--firmware\): /);
     const iso = await box.corral([
       "create",
       "--name",

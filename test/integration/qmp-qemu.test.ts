@@ -112,7 +112,7 @@ describe("QmpClient against qemu-system-x86_64", () => {
 
   test("a bogus command is a QMP error with CommandNotFound", async () => {
     await assert.rejects(qmp.execute("corral-bogus"), (err: unknown) => {
-      assert.ok(isCorralError(err, "QMP"));
+      assert.ok(isCorralError(err, "VMM_CONTROL"));
       assert.equal(err.details?.class, "CommandNotFound");
       assert.equal(err.details?.command, "corral-bogus");
       return true;
@@ -122,7 +122,7 @@ describe("QmpClient against qemu-system-x86_64", () => {
   test("quit closes the connection and QEMU exits", async () => {
     await qmp.execute("quit");
     await qmp.closed;
-    assert.ok(isCorralError(qmp.closeError, "QMP"));
+    assert.ok(isCorralError(qmp.closeError, "VMM_CONTROL"));
     assert.equal(await exited, 0);
     await assert.rejects(qmp.execute("query-status"), /QEMU closed the QMP connection/);
   });

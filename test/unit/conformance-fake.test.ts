@@ -139,7 +139,7 @@ describe("lifecycle failure paths (fake backend)", () => {
             err.message,
             new RegExp(`^${field.replace(/[[\]]/g, "\\$&")}: the fake backend`),
           );
-          assert.equal(err.details?.field, field);
+          assert.equal(err.field, field);
           return true;
         },
       );

@@ -502,7 +502,10 @@ describe("SwitchRegistry", () => {
     for (const bad of ["", "Lab", "-lab", "a b", "a/b", "x".repeat(33), "ü"]) {
       assert.throws(
         () => r.get(bad),
-        (e) => isCorralError(e, "INVALID_ARGUMENT") && e.message.includes("--network switch:NAME"),
+        (e) =>
+          isCorralError(e, "INVALID_ARGUMENT") &&
+          e.field === "network" &&
+          e.message.startsWith("network: invalid switch name"),
         bad,
       );
     }
@@ -549,7 +552,7 @@ describe("SwitchRegistry", () => {
     const ac = new AbortController();
     const pending = r.connect("lab", "vm", sockPath(), { retryMs: 5, signal: ac.signal });
     setTimeout(() => ac.abort(), 30);
-    await assert.rejects(pending, (e: Error) => e.name === "AbortError");
+    await assert.rejects(pending, (e) => isCorralError(e, "CANCELLED") && e.kind === "cancelled");
     const pending2 = r.connect("lab", "vm", sockPath(), { retryMs: 5 });
     setTimeout(() => r.disconnect("vm"), 30);
     await assert.rejects(pending2, (e) => isCorralError(e, "NETWORK"));

@@ -111,7 +111,7 @@ describe("QmpClient", () => {
     );
     const qmp = await QmpClient.connect(path);
     await assert.rejects(qmp.execute("bogus"), (err: unknown) => {
-      assert.ok(isCorralError(err, "QMP"));
+      assert.ok(isCorralError(err, "VMM_CONTROL"));
       assert.equal(err.message, "The command bogus has not been found");
       assert.deepEqual(err.details, { class: "CommandNotFound", command: "bogus" });
       return true;
@@ -171,13 +171,13 @@ describe("QmpClient", () => {
     const waiting = qmp.waitForEvent("SHUTDOWN");
     for (const p of [a, b, waiting]) {
       await assert.rejects(p, (err: unknown) => {
-        assert.ok(isCorralError(err, "QMP"));
+        assert.ok(isCorralError(err, "VMM_CONTROL"));
         assert.match(err.message, /QEMU closed the QMP connection/);
         return true;
       });
     }
     await qmp.closed;
-    assert.ok(isCorralError(qmp.closeError, "QMP"));
+    assert.ok(isCorralError(qmp.closeError, "VMM_CONTROL"));
     await assert.rejects(qmp.execute("query-status"), /QEMU closed the QMP connection/);
     server.close();
   });
@@ -205,7 +205,7 @@ describe("QmpClient", () => {
   test("rejects a peer that does not greet like QMP", async () => {
     const { path, server } = await fakeQmp(() => {}, { hello: "world" });
     await assert.rejects(QmpClient.connect(path), (err: unknown) => {
-      assert.ok(isCorralError(err, "QMP"));
+      assert.ok(isCorralError(err, "VMM_CONTROL"));
       assert.match(err.message, /did not send a QMP greeting/);
       return true;
     });
@@ -225,7 +225,7 @@ describe("QmpClient", () => {
   test("a missing socket fails with QMP naming the path", async () => {
     const path = join(dir, "missing.sock");
     await assert.rejects(QmpClient.connect(path), (err: unknown) => {
-      assert.ok(isCorralError(err, "QMP"));
+      assert.ok(isCorralError(err, "VMM_CONTROL"));
       assert.ok(err.message.includes(path));
       assert.equal(err.details?.errno, "ENOENT");
       return true;

@@ -49,7 +49,9 @@ describe("parseSpec", () => {
       [{ name: "box", accel: "xen" }, "accel:"],
       [{ name: "box", env: { "1X": "y" } }, "env"],
       [{ name: "box", cmdline: ["a b"] }, "cmdline"],
-      [{ name: "box", bogus: 1 }, "spec:"],
+      [{ name: "box", bogus: 1 }, "bogus: unknown field"],
+      [{ name: "box", ports: [{ hostPort: 0, guestPort: 80 }] }, "ports[0].hostPort:"],
+      [{ name: "box", diskSizeMiB: 1 }, "diskSizeMiB:"],
     ];
     for (const [input, prefix] of cases) {
       assert.throws(
@@ -57,10 +59,19 @@ describe("parseSpec", () => {
         (err) =>
           isCorralError(err, "INVALID_SPEC") &&
           err.message.startsWith(prefix) &&
-          err.hint !== undefined,
+          err.message.startsWith(`${err.field}: `) &&
+          err.field?.startsWith(prefix.replace(/:.*$/, "")) === true &&
+          err.hint !== undefined &&
+          !err.hint.includes("--"),
         JSON.stringify(input),
       );
     }
+  });
+  it("says what is wrong with a size once", () => {
+    assert.throws(
+      () => parseSpec({ name: "box", memory: "12XB" }),
+      (err) => isCorralError(err) && err.message === 'memory: cannot parse size "12XB"',
+    );
   });
   it("re-parses its own output unchanged (records are stored parsed)", () => {
     const spec = parseSpec({ name: "box", memory: "1G", env: { A: "1" } });

@@ -1,6 +1,5 @@
 import type { Command } from "commander";
-import { daemonStatus, stopDaemon } from "../../daemon/control.js";
-import { formatPortForward } from "../../spec/ports.js";
+import { daemonStatus, formatPortForward, runDaemon, stopDaemon } from "../../index.js";
 import { parseIntFlag } from "../options.js";
 import { printJson } from "../render.js";
 
@@ -14,8 +13,7 @@ export function registerDaemonCommands(program: Command): void {
     .option("--idle-exit <seconds>", "exit after this long with nothing to serve (0: never)", "0")
     .action(async (flags: { idleExit: string }) => {
       const idle = parseIntFlag(flags.idleExit, "--idle-exit", 0, 86_400);
-      // Loaded only here: the daemon's HTTP server would slow every other command's start-up.
-      const { runDaemon } = await import("../../daemon/main.js");
+      // runDaemon loads the daemon's HTTP server only now: other commands start without it.
       await runDaemon({ idleMs: idle * 1000, foreground: true });
       await new Promise(() => {});
     });

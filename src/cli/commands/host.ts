@@ -1,6 +1,5 @@
 import type { Command } from "commander";
-import { type DoctorReport, doctor } from "../../setup/doctor.js";
-import { setup } from "../../setup/setup.js";
+import { type DoctorReport, doctor, setup } from "../../index.js";
 import { printJson, progressRenderer } from "../render.js";
 
 export function registerHostCommands(program: Command): void {

@@ -5,23 +5,23 @@
  */
 
 import type { Command } from "commander";
-import type { ProgressEvent } from "../../base/progress.js";
-import { CorralError } from "../../errors.js";
-import type { ImageInfo } from "../../images/image-info.js";
 import {
+  CorralError,
+  findBuiltinImage,
   findOciImage,
+  formatSize,
+  listImages,
   listOciImages,
+  Manager,
   type OciImage,
+  type ProgressEvent,
+  parseCredentials,
+  parseReference,
   pruneOciImages,
   pullImage,
   removeOciImage,
   shortDigest,
-} from "../../images/oci-store.js";
-import { listImages } from "../../images/store.js";
-import { parseCredentials } from "../../protocols/oci/credentials.js";
-import { parseReference } from "../../protocols/oci/reference.js";
-import { Manager } from "../../sdk/manager.js";
-import { formatSize } from "../../spec/size.js";
+} from "../../index.js";
 import { collect } from "../options.js";
 import { age, printJson, printTable } from "../render.js";
 
@@ -37,16 +37,6 @@ function notFound(ref: string): CorralError {
   return new CorralError("IMAGE_NOT_FOUND", `no image "${ref}" on this machine`, {
     hint: `pull it first: corral image pull ${ref}`,
   });
-}
-
-/** Built-in images answer to their name or a digest prefix, OCI images to what findOciImage takes. */
-function findBuiltin(ref: string): ImageInfo | undefined {
-  const images = listImages();
-  const hex = ref.replace(/^sha256:/, "");
-  return (
-    images.find((i) => i.name === ref) ??
-    (/^[0-9a-f]{12,64}$/.test(hex) ? images.find((i) => i.digest.startsWith(hex)) : undefined)
-  );
 }
 
 function printOciImage(image: OciImage): void {
@@ -143,7 +133,7 @@ export function registerImageCommands(program: Command): void {
     .action((ref: string, flags: { json?: boolean }) => {
       const found = findOciImage(ref);
       if (found !== undefined) return flags.json ? printJson(found) : printOciImage(found);
-      const builtin = findBuiltin(ref);
+      const builtin = findBuiltinImage(ref);
       if (builtin === undefined) {
         parseReference(ref); // an invalid name deserves its own message, not "pull it"
         throw notFound(ref);
@@ -163,7 +153,7 @@ export function registerImageCommands(program: Command): void {
       let failure: unknown;
       for (const ref of refs) {
         try {
-          if (findOciImage(ref) === undefined && findBuiltin(ref) !== undefined) {
+          if (findOciImage(ref) === undefined && findBuiltinImage(ref) !== undefined) {
             throw new CorralError("INVALID_ARGUMENT", `${ref} is a built-in image`, {
               hint: "built-in images are managed by `corral setup`",
             });

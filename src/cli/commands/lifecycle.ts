@@ -1,10 +1,8 @@
 import { closeSync, openSync, readSync, statSync } from "node:fs";
 import { setTimeout as sleep } from "node:timers/promises";
 import type { Command } from "commander";
-import { Manager } from "../../sdk/manager.js";
-import { formatSize } from "../../spec/size.js";
-import type { VmInfo } from "../../vm/manager.js";
-import { ACTIVE_STATES } from "../../vm/record.js";
+import { ACTIVE_STATES, formatSize, Manager, type VmInfo } from "../../index.js";
+import { abortOnInterrupt } from "../interrupt.js";
 import { parseIntFlag, specFromFlags, type VmFlags } from "../options.js";
 import { age, printJson, printTable } from "../render.js";
 import { addVmFlags } from "./run.js";
@@ -40,16 +38,14 @@ export function registerLifecycleCommands(program: Command): void {
     .description("boot a VM and wait until its agent answers")
     .argument("<name...>", "VM names")
     .action(async (names: string[]) => {
-      const controller = new AbortController();
-      const onInt = () => controller.abort();
-      process.on("SIGINT", onInt);
+      const interrupt = abortOnInterrupt();
       try {
         for (const name of names) {
-          await manager().start(name, { signal: controller.signal });
+          await manager().start(name, { signal: interrupt.signal });
           process.stdout.write(`${name}\n`);
         }
       } finally {
-        process.off("SIGINT", onInt);
+        interrupt.dispose();
       }
     });
 

@@ -1,5 +1,5 @@
 import type { Command } from "commander";
-import { createPool, listPools, removePool } from "../../daemon/pool-client.js";
+import { createPool, listPools, removePool } from "../../index.js";
 import { parseIntFlag, specFromFlags, type VmFlags } from "../options.js";
 import { printJson, printTable } from "../render.js";
 import { addVmFlags } from "./run.js";

@@ -1,9 +1,7 @@
 import { constants } from "node:os";
 import type { Command } from "commander";
-import { CorralError } from "../../errors.js";
-import { Manager } from "../../sdk/manager.js";
-import { runInVm } from "../../sdk/run.js";
-import { parseEnvPairs } from "../../spec/schema.js";
+import { CorralError, Manager, parseEnvPairs, runInVm } from "../../index.js";
+import { abortOnInterrupt } from "../interrupt.js";
 import {
   collect,
   type PullFlags,
@@ -69,26 +67,6 @@ function notices(debug: boolean) {
       else if (debug) process.stderr.write(`corral: ${event.name} -> ${event.state}\n`);
     },
   });
-}
-
-/** Ctrl-C aborts the operation (the library then kills what it started); a second one exits. */
-function abortOnInterrupt(): { signal: AbortSignal; dispose: () => void } {
-  const controller = new AbortController();
-  let count = 0;
-  const handler = () => {
-    count++;
-    if (count === 1) controller.abort(new CorralError("INTERNAL", "interrupted"));
-    else process.exit(130);
-  };
-  process.on("SIGINT", handler);
-  process.on("SIGTERM", handler);
-  return {
-    signal: controller.signal,
-    dispose: () => {
-      process.off("SIGINT", handler);
-      process.off("SIGTERM", handler);
-    },
-  };
 }
 
 /**

@@ -1,22 +1,14 @@
 import type { Command } from "commander";
-import { Manager } from "../../sdk/manager.js";
-import { formatSize, parseSize } from "../../spec/size.js";
-import { type SnapshotMeta, stateBytes } from "../../vm/snapshot-store.js";
+import {
+  formatSize,
+  Manager,
+  parseSize,
+  type SnapshotMeta,
+  stateBytes,
+  summarizeSnapshot,
+} from "../../index.js";
+import { abortOnInterrupt } from "../interrupt.js";
 import { age, printJson, printTable } from "../render.js";
-
-function summary(meta: SnapshotMeta) {
-  return {
-    name: meta.name,
-    source: meta.source.name,
-    createdAt: meta.createdAt,
-    memoryBytes: stateBytes(meta),
-    diskBytes:
-      (meta.rootDisk?.size ?? 0) + meta.disks.reduce((n, d) => n + (d.owned ? d.size : 0), 0),
-    pausedMs: meta.pausedMs,
-    image: meta.record.spec.image,
-    vmm: meta.vmmVersion,
-  };
-}
 
 export function registerSnapshotCommands(program: Command): void {
   const manager = () => new Manager();
@@ -39,7 +31,7 @@ export function registerSnapshotCommands(program: Command): void {
       } finally {
         process.off("SIGINT", defer);
       }
-      if (flags.json) return printJson(summary(meta));
+      if (flags.json) return printJson(summarizeSnapshot(meta));
       process.stdout.write(
         `${meta.name}: ${formatSize(stateBytes(meta))} of state, VM paused ${meta.pausedMs} ms\n`,
       );
@@ -49,7 +41,7 @@ export function registerSnapshotCommands(program: Command): void {
     .description("list snapshots")
     .option("--json", "print JSON")
     .action((flags: { json?: boolean }) => {
-      const list = manager().listSnapshots().map(summary);
+      const list = manager().listSnapshots().map(summarizeSnapshot);
       if (flags.json) return printJson(list);
       printTable(
         ["NAME", "FROM", "CREATED", "MEMORY", "DISKS", "IMAGE"],
@@ -89,15 +81,13 @@ export function registerSnapshotCommands(program: Command): void {
     .option("--name <name>", "name of the new VM (default: generated)")
     .option("--json", "print the VM as JSON")
     .action(async (name: string, flags: { name?: string; json?: boolean }) => {
-      const controller = new AbortController();
-      const onInt = () => controller.abort();
-      process.on("SIGINT", onInt);
+      const interrupt = abortOnInterrupt();
       try {
-        const vm = await manager().restore(name, { name: flags.name, signal: controller.signal });
+        const vm = await manager().restore(name, { name: flags.name, signal: interrupt.signal });
         if (flags.json) return printJson({ name: vm.name, id: vm.id, state: vm.state });
         process.stdout.write(`${vm.name}\n`);
       } finally {
-        process.off("SIGINT", onInt);
+        interrupt.dispose();
       }
     });
 

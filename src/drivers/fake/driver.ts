@@ -12,8 +12,8 @@ import { createConnection } from "node:net";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { fileURLToPath } from "node:url";
-import { waitForPath } from "../../base/wait.js";
-import { CorralError } from "../../errors.js";
+import { retryUntil, waitForPath } from "../../base/wait.js";
+import { CorralError, throwIfCancelled } from "../../errors.js";
 import type { GuestChannel } from "../../guest/channel.js";
 import { HybridVsockChannel } from "../../guest/hybrid-vsock-channel.js";
 import { buildAgent } from "../../images/agent-binary.js";
@@ -142,12 +142,17 @@ class FakeMachine implements Machine {
 
   async boot(mode: BootMode, signal?: AbortSignal): Promise<void> {
     await waitForPath(this.api, API_TIMEOUT_MS, signal);
-    await this.call({ op: "status" });
+    // The socket file appears a moment before it listens (bind, then listen), as QEMU's does.
+    await retryUntil(() => this.call({ op: "status" }).catch(() => undefined), {
+      timeoutMs: API_TIMEOUT_MS,
+      intervalMs: 5,
+      signal,
+    });
     if (mode.kind === "boot") return;
     await this.call({ op: "resume" });
     const deadline = Date.now() + PROBE_TIMEOUT_MS;
     for (;;) {
-      signal?.throwIfAborted();
+      throwIfCancelled(signal);
       try {
         await this.host.probe.setTime({ timeoutMs: 2_000 });
         return;
@@ -243,7 +248,10 @@ function verifiedStateFile(mode: Extract<BootMode, { kind: "restore" }>): string
   }
   const sha256 = createHash("sha256").update(data).digest("hex");
   if (expected === undefined || expected.sha256 !== sha256 || expected.size !== data.length) {
-    throw new CorralError("SNAPSHOT", `the snapshot's ${STATE_FILE} does not match its SHA-256`);
+    throw new CorralError(
+      "SNAPSHOT_DAMAGED",
+      `the snapshot's ${STATE_FILE} does not match its SHA-256`,
+    );
   }
   return path;
 }

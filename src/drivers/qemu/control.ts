@@ -24,7 +24,8 @@ export async function connectWhenListening(
   return retryUntil(
     () =>
       QmpClient.connect(socket, { timeoutMs: QMP_CONNECT_TIMEOUT_MS }).catch((err) => {
-        if (isCorralError(err, "QMP") && err.details?.errno === "ECONNREFUSED") return undefined;
+        if (isCorralError(err, "VMM_CONTROL") && err.details?.errno === "ECONNREFUSED")
+          return undefined;
         throw err;
       }),
     { timeoutMs: QMP_CONNECT_TIMEOUT_MS, intervalMs: 5, signal },

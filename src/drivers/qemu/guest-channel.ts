@@ -135,14 +135,14 @@ async function waitForVsockDriver(qmp: QmpClient, path: string): Promise<void> {
     try {
       if (sinceOk === undefined && (await driverOk())) sinceOk = Date.now();
     } catch (err) {
-      if (isCorralError(err, "QMP")) return pause();
+      if (isCorralError(err, "VMM_CONTROL")) return pause();
       throw err;
     }
     if (sinceOk !== undefined) {
       try {
         if (await buffersPosted()) return;
       } catch (err) {
-        if (!isCorralError(err, "QMP")) throw err;
+        if (!isCorralError(err, "VMM_CONTROL")) throw err;
         // A ring QEMU cannot read yet fails the query: retry a while, then pause instead.
         if (Date.now() - sinceOk > 1_000) return pause();
       }

@@ -126,7 +126,7 @@ export class QemuMachine implements Machine {
     if (mode.kind === "restore") {
       const memory = mode.files.find((f) => f.role === "memory");
       if (memory === undefined || memoryHash === undefined) {
-        throw new CorralError("SNAPSHOT", "the snapshot has no memory file");
+        throw new CorralError("SNAPSHOT_DAMAGED", "the snapshot has no memory file");
       }
       await loadSnapshot(
         mode.dir,
@@ -182,7 +182,7 @@ function openMemory(mode: Extract<BootMode, { kind: "restore" }>): number {
     return openSync(join(mode.dir, memory?.file ?? "memory.bin"), "r");
   } catch (err) {
     throw new CorralError(
-      "SNAPSHOT",
+      "SNAPSHOT_DAMAGED",
       `snapshot "${name}" is damaged: its memory file cannot be opened: ${String(err)}`,
       {
         hint: `remove it with "corral snapshot rm ${name}" and take a new one`,

@@ -50,7 +50,7 @@ function parseGreeting(msg: unknown): QmpVersion {
   const version = isRecord(qmp) ? qmp.version : undefined;
   const qemu = isRecord(version) ? version.qemu : undefined;
   if (!isRecord(qmp) || !Array.isArray(qmp.capabilities) || !isRecord(qemu)) {
-    throw new CorralError("QMP", "the QMP socket did not send a QMP greeting", {
+    throw new CorralError("VMM_CONTROL", "the QMP socket did not send a QMP greeting", {
       details: { received: JSON.stringify(msg).slice(0, 200) },
     });
   }
@@ -62,7 +62,7 @@ function parseGreeting(msg: unknown): QmpVersion {
     package: isRecord(version) && typeof version.package === "string" ? version.package : "",
   };
   if (out.major < 0 || out.minor < 0 || out.micro < 0) {
-    throw new CorralError("QMP", "the QMP greeting has a malformed version", {
+    throw new CorralError("VMM_CONTROL", "the QMP greeting has a malformed version", {
       details: { received: JSON.stringify(msg).slice(0, 200) },
     });
   }
@@ -121,17 +121,21 @@ export class QmpClient {
       socket.once("error", (err: NodeJS.ErrnoException) => {
         if (client === undefined) {
           fail(
-            new CorralError("QMP", `cannot connect to QMP socket ${socketPath}: ${err.message}`, {
-              cause: err,
-              details: { socketPath, errno: err.code },
-            }),
+            new CorralError(
+              "VMM_CONTROL",
+              `cannot connect to QMP socket ${socketPath}: ${err.message}`,
+              {
+                cause: err,
+                details: { socketPath, errno: err.code },
+              },
+            ),
           );
         }
       });
       socket.once("close", () => {
         if (client === undefined) {
           reject(
-            new CorralError("QMP", `QEMU closed the QMP connection during the handshake`, {
+            new CorralError("VMM_CONTROL", `QEMU closed the QMP connection during the handshake`, {
               details: { socketPath },
             }),
           );
@@ -178,7 +182,7 @@ export class QmpClient {
       const gone = err.code === "ECONNRESET" || err.code === "EPIPE";
       this.#fail(
         new CorralError(
-          "QMP",
+          "VMM_CONTROL",
           gone
             ? `QEMU closed the QMP connection (${err.message})`
             : `QMP socket error: ${err.message}`,
@@ -191,7 +195,10 @@ export class QmpClient {
     });
     this.#socket.on("close", () => {
       this.#fail(
-        new CorralError("QMP", "QEMU closed the QMP connection (the VMM exited or crashed)"),
+        new CorralError(
+          "VMM_CONTROL",
+          "QEMU closed the QMP connection (the VMM exited or crashed)",
+        ),
       );
     });
   }
@@ -204,7 +211,8 @@ export class QmpClient {
   ): Promise<T> {
     if (this.#isClosed) {
       return Promise.reject(
-        this.closeError ?? new CorralError("QMP", `QMP connection is closed (command ${command})`),
+        this.closeError ??
+          new CorralError("VMM_CONTROL", `QMP connection is closed (command ${command})`),
       );
     }
     const id = `corral-${this.#nextId++}`;
@@ -264,7 +272,7 @@ export class QmpClient {
         cleanup();
         reject(
           this.closeError ??
-            new CorralError("QMP", `QMP connection closed while waiting for event ${name}`),
+            new CorralError("VMM_CONTROL", `QMP connection closed while waiting for event ${name}`),
         );
       };
       const timer = setTimeout(() => {
@@ -293,7 +301,7 @@ export class QmpClient {
   #onLine(msg: unknown): void {
     if (this.#isClosed) return;
     if (!isRecord(msg)) {
-      this.#fail(new CorralError("QMP", "QMP sent a JSON value that is not an object"));
+      this.#fail(new CorralError("VMM_CONTROL", "QMP sent a JSON value that is not an object"));
       return;
     }
     if (typeof msg.event === "string") {
@@ -321,11 +329,11 @@ export class QmpClient {
       const cls = typeof msg.error.class === "string" ? msg.error.class : "GenericError";
       const desc = typeof msg.error.desc === "string" ? msg.error.desc : "unknown QMP error";
       pending.reject(
-        new CorralError("QMP", desc, { details: { class: cls, command: pending.command } }),
+        new CorralError("VMM_CONTROL", desc, { details: { class: cls, command: pending.command } }),
       );
     } else {
       pending.reject(
-        new CorralError("QMP", `malformed QMP reply to ${pending.command}`, {
+        new CorralError("VMM_CONTROL", `malformed QMP reply to ${pending.command}`, {
           details: { command: pending.command },
         }),
       );
@@ -336,12 +344,12 @@ export class QmpClient {
     if (this.#isClosed) return;
     this.#isClosed = true;
     this.closeError = err;
-    const reason = err ?? new CorralError("QMP", "QMP connection closed by the client");
+    const reason = err ?? new CorralError("VMM_CONTROL", "QMP connection closed by the client");
     for (const [id, p] of this.#pending) {
       this.#pending.delete(id);
       clearTimeout(p.timer);
       p.reject(
-        new CorralError("QMP", `${reason.message} while running ${p.command}`, {
+        new CorralError("VMM_CONTROL", `${reason.message} while running ${p.command}`, {
           cause: reason,
           details: { command: p.command },
         }),
@@ -391,7 +399,7 @@ function readLines(
         broken = true;
         onLine(
           undefined,
-          new CorralError("QMP", "QMP sent a line that is not JSON", {
+          new CorralError("VMM_CONTROL", "QMP sent a line that is not JSON", {
             details: { line: text.slice(0, 200) },
           }),
         );
@@ -405,7 +413,7 @@ function readLines(
     parts = [];
     onLine(
       undefined,
-      new CorralError("QMP", `QMP sent a line longer than ${maxLine} bytes`, {
+      new CorralError("VMM_CONTROL", `QMP sent a line longer than ${maxLine} bytes`, {
         details: { maxLineBytes: maxLine },
       }),
     );

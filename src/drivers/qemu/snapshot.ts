@@ -8,7 +8,7 @@
 import { basename, join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import type { StreamDigest } from "../../base/hash.js";
-import { CorralError } from "../../errors.js";
+import { CorralError, throwIfCancelled } from "../../errors.js";
 import type {
   AgentProbe,
   SaveContext,
@@ -134,7 +134,7 @@ async function migrate(qmpSocket: string, migrationSocket: string): Promise<void
       if (info.status === "completed") return;
       if (info.status === "failed" || info.status === "cancelled") {
         throw new CorralError(
-          "SNAPSHOT",
+          "VMM_CONTROL",
           `QEMU could not save the VM: ${info["error-desc"] ?? info.status}`,
         );
       }
@@ -163,7 +163,7 @@ export async function loadSnapshot(
     d !== undefined && d.sha256 === expected.sha256 && d.size === expected.size;
   const corrupt = () =>
     new CorralError(
-      "SNAPSHOT",
+      "SNAPSHOT_DAMAGED",
       `snapshot "${basename(dir)}" is damaged: ${expected.file} does not match its SHA-256 (altered or corrupt)`,
       { hint: `remove it with "corral snapshot rm ${basename(dir)}" and take a new one` },
     );
@@ -184,7 +184,7 @@ async function awaitIncoming(qmpSocket: string, signal?: AbortSignal): Promise<v
   await withQmp(qmpSocket, async (qmp) => {
     const deadline = Date.now() + SAVE_TIMEOUT_MS;
     for (;;) {
-      signal?.throwIfAborted();
+      throwIfCancelled(signal);
       const status = await qmp.execute<{ status: string; running: boolean }>("query-status");
       if (status.status !== "inmigrate") return;
       if (Date.now() > deadline) {

@@ -12,7 +12,7 @@ import { EventEmitter } from "node:events";
 import { existsSync } from "node:fs";
 import { createConnection, type Socket } from "node:net";
 import { setTimeout as sleep } from "node:timers/promises";
-import { CorralError } from "../../errors.js";
+import { CorralError, throwIfCancelled } from "../../errors.js";
 import {
   type DetachReason,
   EthernetSwitch,
@@ -27,9 +27,10 @@ export function validateSwitchName(name: string): string {
   if (!SWITCH_NAME_PATTERN.test(name)) {
     throw new CorralError(
       "INVALID_ARGUMENT",
-      `--network switch:NAME: invalid switch name ${JSON.stringify(name)}`,
+      `network: invalid switch name ${JSON.stringify(name)}`,
       {
-        hint: "use 1-32 characters: lowercase letters, digits, '_', '.', '-', starting with a letter or digit (e.g. --network switch:lab)",
+        field: "network",
+        hint: "use 1-32 characters: lowercase letters, digits, '_', '.', '-', starting with a letter or digit (e.g. switch:lab)",
         details: { field: "network", name },
       },
     );
@@ -269,7 +270,7 @@ export class SwitchRegistry extends EventEmitter<SwitchRegistryEvents> {
   }
 
   #checkLink(link: Link, signal: AbortSignal | undefined): void {
-    signal?.throwIfAborted();
+    throwIfCancelled(signal);
     if (link.abort.signal.aborted) {
       throw new CorralError(
         "NETWORK",

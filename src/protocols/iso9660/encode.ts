@@ -3,6 +3,7 @@
  * date formats (8.4.26.1 in volume descriptors, 9.1.5 in directory records), padded
  * identifier strings, Joliet's UCS-2 big-endian strings and directory records (9.1).
  */
+import { CorralError } from "../../errors.js";
 
 export const SECTOR = 2048;
 
@@ -103,7 +104,8 @@ export interface DirectoryRecordFields {
 export function directoryRecord(f: DirectoryRecordFields): Buffer {
   const systemUse = f.systemUse ?? Buffer.alloc(0);
   const length = recordLength(f.identifier.length, systemUse.length);
-  if (length > 255) throw new Error(`directory record of ${length} bytes`);
+  // Identifiers and inline system use are sized to fit (rock-ridge.ts splitSystemUse).
+  if (length > 255) throw new CorralError("INTERNAL", `directory record of ${length} bytes`);
   const b = Buffer.alloc(length);
   b[0] = length;
   b[1] = 0; // extended attribute record length

@@ -5,6 +5,7 @@
  * only when it sees that ER while reading the root (fs/isofs/rock.c). Entries that do not fit
  * in a record go to a continuation area (CE), which never crosses a sector boundary.
  */
+import { CorralError } from "../../errors.js";
 import { both32, recordBaseLength, SECTOR } from "./encode.js";
 
 const ER_ID = "RRIP_1991A";
@@ -84,7 +85,10 @@ export function splitSystemUse(identifierLength: number, entries: readonly Buffe
     used += e.length;
   }
   const spill = Buffer.concat(entries.slice(i));
-  if (spill.length > SECTOR) throw new Error(`continuation area of ${spill.length} bytes`);
+  // Names are at most 64 characters (names.ts), so one sector always holds the rest.
+  if (spill.length > SECTOR) {
+    throw new CorralError("INTERNAL", `continuation area of ${spill.length} bytes`);
+  }
   return { inline: Buffer.concat(inline), spill };
 }
 
@@ -92,7 +96,7 @@ export function splitSystemUse(identifierLength: number, entries: readonly Buffe
 export function systemUseBytes(su: SystemUse): Buffer {
   if (su.spill === undefined) return su.inline;
   if (su.spillBlock === undefined || su.spillOffset === undefined) {
-    throw new Error("continuation area not laid out");
+    throw new CorralError("INTERNAL", "continuation area not laid out");
   }
   return Buffer.concat([su.inline, ceEntry(su.spillBlock, su.spillOffset, su.spill.length)]);
 }
