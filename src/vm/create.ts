@@ -8,7 +8,7 @@ import { join, relative } from "node:path";
 import { acquireLock } from "../base/lock.js";
 import type { Driver } from "../drivers/driver.js";
 import { validateForDriver } from "../drivers/validate.js";
-import { CorralError } from "../errors.js";
+import { CorralError, throwIfCancelled } from "../errors.js";
 import { DEFAULT_IMAGE_NAME, findDefaultImage } from "../images/default-image.js";
 import type { ImageInfo } from "../images/image-info.js";
 import { findOciImage, type OciImage } from "../images/oci-store.js";
@@ -25,8 +25,9 @@ import { claimInstanceDir, generateName, type LoadedVm } from "./store.js";
 export async function createVm(
   rt: Runtime,
   input: Partial<VmSpecInput>,
-  options: { pool?: string } = {},
+  options: { pool?: string; signal?: AbortSignal } = {},
 ): Promise<LoadedVm> {
+  throwIfCancelled(options.signal);
   const spec = parseSpec({ ...input, name: input.name ?? generateName() });
   const driver = driverOf(rt, { spec });
   validateForDriver(spec, driver);
@@ -50,6 +51,7 @@ export async function createVm(
     }
   }
   await checkHostResources(spec);
+  throwIfCancelled(options.signal);
   const network = parseNetworkMode(spec.network);
   const make = (guestIp: string | undefined) =>
     writeNewRecord(driver, spec, image, oci, guestIp, options.pool);

@@ -10,7 +10,7 @@ import { tryLock } from "../base/lock.js";
 import { builtinDrivers } from "../drivers/builtin.js";
 import type { Driver } from "../drivers/driver.js";
 import type { DriverRegistry } from "../drivers/registry.js";
-import { CorralError } from "../errors.js";
+import { CorralError, cancelled, throwIfCancelled } from "../errors.js";
 import { applyImageConfig, commandFor, egressProxyEnv } from "../guest/exec-defaults.js";
 import type { InstancePaths } from "../paths/layout.js";
 import type { AgentClient, ExecProcess, ExecRequest } from "../protocols/agent/client.js";
@@ -91,7 +91,10 @@ export class Manager {
   }
 
   /** Validates the spec and records a stopped VM. Nothing is left behind when it fails. */
-  async create(input: Partial<VmSpecInput>, options: { pool?: string } = {}): Promise<VmInfo> {
+  async create(
+    input: Partial<VmSpecInput>,
+    options: { pool?: string; signal?: AbortSignal } = {},
+  ): Promise<VmInfo> {
     return info(await createVm(this.rt, input, options));
   }
 
@@ -112,7 +115,7 @@ export class Manager {
     });
   }
 
-  /** Graceful stop, then SIGKILL after the timeout. */
+  /** Graceful stop, then SIGKILL after the timeout (or at once when `signal` aborts). */
   async stop(name: string, options: StopOptions = {}): Promise<VmInfo> {
     this.rt.guests.forget(loadVm(name).paths.vsockSocket);
     return withLockedVm(name, async (vm) =>
@@ -181,9 +184,16 @@ export class Manager {
     });
   }
 
-  /** Saves a running VM as snapshot `snapshot` (see vm/snapshot-take.ts). */
-  snapshot(name: string, snapshot: string): Promise<SnapshotMeta> {
-    return takeSnapshot(this.rt, name, snapshot);
+  /**
+   * Saves a running VM as snapshot `snapshot` (see vm/snapshot-take.ts). An abort before the
+   * state is written cancels it and puts the VM back as it was.
+   */
+  snapshot(
+    name: string,
+    snapshot: string,
+    options: { signal?: AbortSignal } = {},
+  ): Promise<SnapshotMeta> {
+    return takeSnapshot(this.rt, name, snapshot, options.signal);
   }
 
   /** Starts a new VM from a snapshot (see vm/snapshot-restore.ts). */
@@ -314,12 +324,27 @@ export class Manager {
     return this.keptAgent(this.readyVm(name));
   }
 
-  /** Runs a command in a ready VM, with its image's Env, WorkingDir and User as defaults. */
-  async exec(name: string, req: ExecRequest): Promise<ExecProcess> {
+  /**
+   * Runs a command in a ready VM, with its image's Env, WorkingDir and User as defaults. When
+   * `signal` aborts, the command's process group is killed and `result` rejects as cancelled.
+   */
+  async exec(
+    name: string,
+    req: ExecRequest,
+    options: { signal?: AbortSignal } = {},
+  ): Promise<ExecProcess> {
+    const { signal } = options;
+    throwIfCancelled(signal);
     const vm = this.readyVm(name);
     const { record } = vm;
     const env = { ...egressProxyEnv(record.spec), ...record.spec.env };
-    return this.keptAgent(vm).exec(applyImageConfig(req, record.imageConfig, env));
+    const proc = this.keptAgent(vm).exec(applyImageConfig(req, record.imageConfig, env));
+    if (signal !== undefined) {
+      const onAbort = () => proc.abort(cancelled(signal));
+      signal.addEventListener("abort", onAbort, { once: true });
+      proc.result.finally(() => signal.removeEventListener("abort", onAbort)).catch(() => {});
+    }
+    return proc;
   }
 
   /** The command `run` starts when the user gave `args` (Docker's Entrypoint/Cmd rules). */

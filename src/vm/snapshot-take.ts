@@ -18,7 +18,7 @@ import { basename, join } from "node:path";
 import { sha256File } from "../base/hash.js";
 import { isAlive } from "../base/process.js";
 import type { MachineHost, SpecProblem } from "../drivers/driver.js";
-import { CorralError, isCorralError } from "../errors.js";
+import { CorralError, isCorralError, throwIfCancelled } from "../errors.js";
 import { snapshotPaths, snapshotsRoot } from "../paths/layout.js";
 import { machineContext } from "./context.js";
 import { readRecord, type VmRecord } from "./record.js";
@@ -44,7 +44,9 @@ export async function takeSnapshot(
   rt: Runtime,
   name: string,
   snapshot: string,
+  signal?: AbortSignal,
 ): Promise<SnapshotMeta> {
+  throwIfCancelled(signal);
   checkSnapshotName(snapshot);
   const target = snapshotPaths(snapshot);
   if (existsSync(target.dir)) {
@@ -80,6 +82,7 @@ export async function takeSnapshot(
       });
     }
     refuseIfAny(record, [...genericProblems(record), ...snapshotter.check(vm)]);
+    throwIfCancelled(signal);
     const vmmVersion = await driver.version();
     mkdirSync(snapshotsRoot(), { recursive: true, mode: 0o700 });
     sweepDeadSnapshotTemps();
@@ -93,6 +96,7 @@ export async function takeSnapshot(
       const saved = await snapshotter.save({
         dir: tmp,
         wasPaused: record.state === "paused",
+        ...(signal === undefined ? {} : { signal }),
         // Paused, disks flushed: copies made now match the memory saved next.
         whileFrozen: async () => {
           if (record.rootDisk !== undefined) {

@@ -1,7 +1,7 @@
 /** Stop (graceful, then killed), kill, and remove: every path releases what the VM held. */
 import { setTimeout as sleep } from "node:timers/promises";
 import { isAlive, signalProcess } from "../base/process.js";
-import { CorralError } from "../errors.js";
+import { CorralError, throwIfCancelled } from "../errors.js";
 import type { InstancePaths } from "../paths/layout.js";
 import { machineContext } from "./context.js";
 import { releaseResources } from "./reconcile.js";
@@ -15,6 +15,8 @@ import { readShimState, readVmmExit } from "./supervisor.js";
 export interface StopOptions {
   /** Milliseconds to wait for a graceful shutdown before killing. */
   timeoutMs?: number;
+  /** Aborting cuts the graceful wait short: the VMM is killed at once. */
+  signal?: AbortSignal;
 }
 
 /** Graceful stop (the backend's way: ACPI power button on QEMU), then SIGKILL after the timeout. */
@@ -30,13 +32,13 @@ export async function stopVm(
   record = { ...record, state: "stopping", desired: "stopped", reason: "stopped by user" };
   saveRecord(rt.events, record, paths);
   const timeoutMs = options.timeoutMs ?? 10_000;
-  if (timeoutMs > 0) {
+  if (timeoutMs > 0 && options.signal?.aborted !== true) {
     try {
       const machine = driverOf(rt, record).open(machineContext(record, paths), inertHost(rt));
       // A frozen guest cannot see the power button.
       if (wasPaused) await machine.resume?.().catch(() => {});
       await machine.requestShutdown();
-      await waitForExit(paths, timeoutMs);
+      await waitForExit(paths, timeoutMs, options.signal);
     } catch {
       // fall through to the kill
     }
@@ -44,7 +46,9 @@ export async function stopVm(
   const graceful = readVmmExit(paths)?.vmm?.exitCode === 0;
   record.reason = graceful
     ? "stopped by user (the guest shut down cleanly)"
-    : `stopped by user (killed: no clean shutdown within ${timeoutMs / 1000} s)`;
+    : options.signal?.aborted === true
+      ? "stopped by user (killed: the wait for a clean shutdown was cancelled)"
+      : `stopped by user (killed: no clean shutdown within ${timeoutMs / 1000} s)`;
   return finishStop(rt, record, paths, !graceful);
 }
 
@@ -97,9 +101,14 @@ export async function finishStop(
   return next;
 }
 
-export async function waitForExit(paths: InstancePaths, timeoutMs: number): Promise<void> {
+export async function waitForExit(
+  paths: InstancePaths,
+  timeoutMs: number,
+  signal?: AbortSignal,
+): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (readVmmExit(paths) === undefined) {
+    throwIfCancelled(signal);
     const shim = readShimState(paths);
     if (shim !== undefined && !isAlive(shim.shimPid)) return;
     if (Date.now() > deadline) throw new CorralError("TIMEOUT", "the VM did not stop in time");

@@ -105,6 +105,34 @@ export function conformanceSuite(target: ConformanceTarget): void {
       assert.equal(existsSync(stopped.paths.dir), false);
     });
 
+    it("cancels: an aborted exec kills its command, an aborted stop kills the VM at once", async () => {
+      await create("c-cancel");
+      await manager.start("c-cancel");
+      const controller = new AbortController();
+      const proc = await manager.exec(
+        "c-cancel",
+        { argv: ["sleep", "300"] },
+        { signal: controller.signal },
+      );
+      proc.stdout.resume();
+      proc.stderr.resume();
+      setTimeout(() => controller.abort(), 200);
+      await assert.rejects(proc.result, (err) => isCorralError(err) && err.kind === "cancelled");
+      assert.equal((await run("c-cancel", ["echo", "alive"])).stdout, "alive\n", "the VM runs on");
+      const stop = new AbortController();
+      stop.abort();
+      const stopped = await manager.stop("c-cancel", { timeoutMs: 60_000, signal: stop.signal });
+      assert.equal(stopped.state, "stopped");
+      assert.match(stopped.reason ?? "", /killed/);
+      await nothingLeft(stopped);
+      await assert.rejects(
+        manager.snapshot("c-cancel", "never", { signal: stop.signal }),
+        (err) => isCorralError(err) && err.kind === "cancelled",
+      );
+      assert.equal(manager.listSnapshots().length, 0);
+      await manager.remove("c-cancel");
+    });
+
     it("refuses commands in a VM that is not ready, saying why", async () => {
       await create("c-refuse");
       await assert.rejects(manager.exec("c-refuse", { argv: ["true"] }), (err) =>

@@ -8,7 +8,7 @@
 import { basename, join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import type { StreamDigest } from "../../base/hash.js";
-import { CorralError, throwIfCancelled } from "../../errors.js";
+import { CorralError, cancelled, throwIfCancelled } from "../../errors.js";
 import type {
   AgentProbe,
   SaveContext,
@@ -73,7 +73,7 @@ export class QemuSnapshotter implements Snapshotter {
       const sink = await receiveToFile(migrationSocket, join(ctx.dir, MEMORY_FILE));
       let memory: StreamDigest;
       try {
-        await migrate(qmpSocket, migrationSocket);
+        await migrate(qmpSocket, migrationSocket, ctx.signal);
         memory = await sink.done;
       } finally {
         sink.close();
@@ -123,7 +123,11 @@ export class QemuSnapshotter implements Snapshotter {
   }
 }
 
-async function migrate(qmpSocket: string, migrationSocket: string): Promise<void> {
+async function migrate(
+  qmpSocket: string,
+  migrationSocket: string,
+  signal?: AbortSignal,
+): Promise<void> {
   await withQmp(qmpSocket, async (qmp) => {
     // The default 128 MiB/s cap made saves ~7x slower (DESIGN.md).
     await qmp.execute("migrate-set-parameters", { "max-bandwidth": 64 * 1024 ** 3 });
@@ -137,6 +141,11 @@ async function migrate(qmpSocket: string, migrationSocket: string): Promise<void
           "VMM_CONTROL",
           `QEMU could not save the VM: ${info["error-desc"] ?? info.status}`,
         );
+      }
+      if (signal?.aborted === true) {
+        // The VM goes back to running (save() puts its channel back): nothing half-saved stays.
+        await qmp.execute("migrate_cancel").catch(() => {});
+        throw cancelled(signal);
       }
       if (Date.now() > deadline) {
         await qmp.execute("migrate_cancel").catch(() => {});
