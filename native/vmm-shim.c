@@ -554,15 +554,25 @@ static int start_sidecar(struct child *sidecar, struct child *vmm, const sigset_
   return 0;
 }
 
+/*
+ * The sidecar's start time lets the host tell it from a process that reused its pid (a
+ * generic check: the host need not know what the sidecar's executable is called).
+ */
 static int write_state(const struct child *vmm, const struct child *sidecar,
                        const char *start_time) {
-  char state[512];
+  char state[640];
   char sidecar_pid[32] = "null";
-  if (sidecar->pid > 0 && !sidecar->exited)
+  char sidecar_start[72] = "null";
+  if (sidecar->pid > 0 && !sidecar->exited) {
+    char t[64];
     snprintf(sidecar_pid, sizeof sidecar_pid, "%d", (int)sidecar->pid);
+    if (read_start_time(sidecar->pid, t, sizeof t) == 0)
+      snprintf(sidecar_start, sizeof sidecar_start, "\"%s\"", t);
+  }
   snprintf(state, sizeof state,
-           "{\"shimPid\":%d,\"vmmPid\":%d,\"sidecarPid\":%s,\"vmmStartTime\":\"%s\"}\n",
-           (int)getpid(), (int)vmm->pid, sidecar_pid, start_time);
+           "{\"shimPid\":%d,\"vmmPid\":%d,\"sidecarPid\":%s,\"sidecarStartTime\":%s,"
+           "\"vmmStartTime\":\"%s\"}\n",
+           (int)getpid(), (int)vmm->pid, sidecar_pid, sidecar_start, start_time);
   return write_atomic(opt.state_file, state);
 }
 

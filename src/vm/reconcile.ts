@@ -15,12 +15,12 @@ import { readShimState, readVmmExit } from "./supervisor.js";
 const STALE_START_MS = 30_000;
 
 /**
- * Executables whose pids shim.json records without a start time: a live pid is checked
- * against the name before it is signalled (it may have been reused). The kernel keeps 15
- * bytes of a name on Linux ("vhost-device-vs"), 16 on macOS; isNamed cuts these to match.
+ * The shim's own pid is recorded without a start time: a live pid is checked against its
+ * name before it is signalled (it may have been reused). The kernel keeps 15 bytes of a name
+ * on Linux, 16 on macOS; isNamed cuts these to match. The VMM and the sidecar (whatever the
+ * backend runs) are checked by their start times.
  */
 const SHIM = "vmm-shim";
-const SIDECAR = "vhost-device-vsock";
 
 export function reconcile(
   record: VmRecord,
@@ -72,8 +72,14 @@ export function releaseResources(
   if (shim !== undefined) {
     if (isAlive(table, shim.vmmPid, shim.vmmStartTime)) table.signal(shim.vmmPid, "SIGKILL");
     // The shim's death normally took the sidecar along (PDEATHSIG on Linux, the shim's
-    // watcher on macOS); a live pid here may be reused, so check the name.
-    if (shim.sidecarPid !== null) killIfNamed(table, shim.sidecarPid, SIDECAR);
+    // watcher on macOS); a live pid here may be reused, so its start time must match.
+    if (
+      shim.sidecarPid !== null &&
+      typeof shim.sidecarStartTime === "string" &&
+      isAlive(table, shim.sidecarPid, shim.sidecarStartTime)
+    ) {
+      table.signal(shim.sidecarPid, "SIGKILL");
+    }
     killIfNamed(table, shim.shimPid, SHIM);
   }
   rmSync(paths.runDir, { recursive: true, force: true });

@@ -13,6 +13,8 @@ const shimStateSchema = z.object({
   shimPid: z.number().int().positive(),
   vmmPid: z.number().int().positive(),
   sidecarPid: z.number().int().positive().nullable(),
+  /** Absent in shims before 0.2: such a sidecar is left to PDEATHSIG. */
+  sidecarStartTime: z.string().nullable().optional(),
   vmmStartTime: z.string(),
 });
 export type ShimState = z.output<typeof shimStateSchema>;

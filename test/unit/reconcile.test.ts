@@ -138,6 +138,7 @@ describe("reconcile on a Mac-like host (fake process table)", () => {
         shimPid: SHIM_PID,
         vmmPid: VMM_PID,
         sidecarPid: 502,
+        sidecarStartTime: "1764671467",
         vmmStartTime: VMM_START,
       }),
     );
@@ -160,6 +161,7 @@ describe("reconcile on a Mac-like host (fake process table)", () => {
         shimPid: SHIM_PID,
         vmmPid: VMM_PID,
         sidecarPid: 502,
+        sidecarStartTime: "1764671466",
         vmmStartTime: VMM_START,
       }),
     );
@@ -170,7 +172,8 @@ describe("reconcile on a Mac-like host (fake process table)", () => {
     const table = new FakeProcessTable("darwin")
       .add(SHIM_PID, { startTime: "1764671466", executable: "vmm-shim" })
       .add(VMM_PID, { startTime: VMM_START, executable: "qemu-system-aarch64" })
-      .add(502, { startTime: "1764671466", executable: "vhost-device-vsock" });
+      // Any executable: the sidecar is known by its start time, not its backend's name.
+      .add(502, { startTime: "1764671466", executable: "some-sidecar" });
     assert.equal(reconcile(vm.record, vm.paths, table).state, "failed");
     assert.deepEqual(
       table.signals.map((s) => s.pid),

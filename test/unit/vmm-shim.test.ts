@@ -23,7 +23,14 @@ interface ShimState {
   shimPid: number;
   vmmPid: number;
   sidecarPid: number | null;
+  sidecarStartTime: string | null;
   vmmStartTime: string;
+}
+
+/** Field 22 of /proc/<pid>/stat: what the shim records to tell a process from a reused pid. */
+function startTimeOf(pid: number): string | undefined {
+  const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+  return stat.slice(stat.lastIndexOf(")") + 2).split(" ")[19];
 }
 interface ExitStatus {
   exitCode: number | null;
@@ -178,6 +185,7 @@ describe("vmm-shim", () => {
     const state = await s.state();
     assert.equal(state.shimPid, s.child.pid);
     assert.equal(state.sidecarPid, null);
+    assert.equal(state.sidecarStartTime, null);
     assert.match(state.vmmStartTime, /^\d+$/);
     const stat = readFileSync(`/proc/${state.vmmPid}/stat`, "utf8");
     const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
@@ -194,6 +202,8 @@ describe("vmm-shim", () => {
   test("SIGUSR1 replaces the sidecar and leaves the VMM running", async () => {
     const s = runShim([...SIDECAR, "--vmm", "sleep", "30"]);
     const before = await s.state();
+    // The sidecar is known by its start time too (reconcile signals it only if it matches).
+    assert.equal(before.sidecarStartTime, startTimeOf(before.sidecarPid!));
     process.kill(before.shimPid, "SIGUSR1");
     let after = before;
     const deadline = Date.now() + 5_000;
