@@ -34,10 +34,17 @@ const FLAGS = {
   readyTimeoutMs: "--ready-timeout",
 } as const satisfies Record<keyof VmSpecInput, string | undefined>;
 
+/** Arguments of library calls that are not spec fields, and the flags that give them. */
+const ARGUMENT_FLAGS: Record<string, string> = {
+  memoryTarget: "--memory-target",
+};
+
 /** The flag for a field path such as "ports[1].hostPort" (its first segment), if any. */
 export function flagFor(field: string): string | undefined {
   const top = /^[A-Za-z_][A-Za-z0-9_]*/.exec(field)?.[0];
-  if (top === undefined || !Object.hasOwn(FLAGS, top)) return undefined;
+  if (top === undefined) return undefined;
+  if (Object.hasOwn(ARGUMENT_FLAGS, top)) return ARGUMENT_FLAGS[top];
+  if (!Object.hasOwn(FLAGS, top)) return undefined;
   return FLAGS[top as keyof typeof FLAGS];
 }
 

@@ -35,18 +35,16 @@ export async function createVm(
   const oci = spec.image === DEFAULT_IMAGE_NAME ? undefined : resolveOciImage(spec.image);
   if (spec.diskSizeMiB !== undefined && oci === undefined && spec.cloudImage === undefined) {
     throw new CorralError("INVALID_SPEC", "diskSizeMiB: the built-in image has no root disk", {
-      hint: "--disk-size sizes an image's root disk; use --disk 10G for an extra disk",
+      hint: "diskSizeMiB sizes an image's root disk; add a data disk (disks) instead",
+      field: "diskSizeMiB",
     });
   }
-  for (const [field, flag] of [
-    ["kernel", "--kernel"],
-    ["initrd", "--initrd"],
-    ["cdrom", "--cdrom"],
-  ] as const) {
+  for (const field of ["kernel", "initrd", "cdrom"] as const) {
     const path = spec[field];
     if (path !== undefined && !existsSync(path)) {
       throw new CorralError("INVALID_SPEC", `${field}: ${path} does not exist`, {
-        hint: `check the path given to ${flag}`,
+        hint: "check the path (it must be absolute and readable by you)",
+        field,
       });
     }
   }
@@ -101,7 +99,7 @@ async function writeNewRecord(
     };
     const rootFile = join(paths.dir, driver.disks.fileName("root"));
     if (spec.cloudImage !== undefined) {
-      const baseFormat = await driver.disks.probe(spec.cloudImage, "cloudImage (--cloud-image)");
+      const baseFormat = await driver.disks.probe(spec.cloudImage, "cloudImage");
       const overlay = await driver.disks.overlay(spec.cloudImage, rootFile, {
         sizeMiB: spec.diskSizeMiB,
         baseFormat,
@@ -230,7 +228,7 @@ async function prepareDisks(
       );
       prepared.push({ ...made, readOnly: false, owned: true });
     } else {
-      const format = await driver.disks.probe(disk.path, `disks[${i}] (--disk ${disk.path})`);
+      const format = await driver.disks.probe(disk.path, `disks[${i}]`);
       prepared.push({ path: disk.path, format, readOnly: disk.readOnly, owned: false });
     }
   }

@@ -275,8 +275,11 @@ export class Manager {
     if (!Number.isSafeInteger(bytes) || bytes < 64 * 1024 * 1024 || bytes > max) {
       throw new CorralError(
         "INVALID_ARGUMENT",
-        `--memory-target: must be between 64M and the VM's ${record.spec.memory}M`,
-        { hint: `e.g. --memory-target ${Math.max(64, Math.floor(record.spec.memory / 2))}M` },
+        `memoryTarget: must be between 64M and the VM's ${record.spec.memory}M`,
+        {
+          hint: `e.g. ${Math.max(64, Math.floor(record.spec.memory / 2))}M`,
+          field: "memoryTarget",
+        },
       );
     }
     await balloon.setTarget(bytes);

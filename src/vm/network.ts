@@ -55,7 +55,8 @@ export function allocateSwitchAddress(switchName: string): string {
     if (!taken.has(candidate.split("/")[0]!)) return candidate;
   }
   throw new CorralError("NETWORK", `switch ${switchName} has no free address left`, {
-    hint: "give VMs addresses yourself with --ip, or remove VMs from this switch",
+    hint: "give VMs addresses yourself (ip), or remove VMs from this switch",
+    field: "ip",
   });
 }
 

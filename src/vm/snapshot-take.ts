@@ -181,7 +181,7 @@ function genericProblems(record: VmRecord): SpecProblem[] {
     problems.push({
       field: "network",
       message: "restores would share its MAC and address on the segment",
-      hint: "use --network none or nat for VMs you snapshot",
+      hint: "use network none or nat for VMs you snapshot",
     });
   }
   const shared = record.disks.find((d) => !d.owned && !d.readOnly);
@@ -189,7 +189,7 @@ function genericProblems(record: VmRecord): SpecProblem[] {
     problems.push({
       field: "disks",
       message: `${shared.path} is attached read-write and is not corral's to copy`,
-      hint: "attach it read-only (--disk PATH:ro), or use a disk corral created (--disk 10G)",
+      hint: "attach it read-only, or use a disk corral created (a size instead of a path)",
     });
   }
   return problems;

@@ -50,7 +50,10 @@ describe("data disks", () => {
   it("names a missing disk file and creates nothing", async () => {
     const r = await box.corral(["create", "--name", "nodisk", "--disk", "/nonexistent/disk.img"]);
     assert.equal(r.code, 2, r.stderr);
-    assert.match(r.stderr, /--disk \/nonexistent\/disk.img/);
+    assert.match(
+      r.stderr,
+      /disks\[0\] \(--disk\): cannot read the disk image \/nonexistent\/disk.img/,
+    );
     assert.deepEqual(await names(), []);
   });
 });

@@ -172,6 +172,9 @@ describe("snapshots", () => {
     await ok(["set", "src", "--memory-target", "256M"]);
     const bad = await box.corral(["set", "src", "--memory-target", "4G"]);
     assert.equal(bad.code, 2);
-    assert.match(bad.stderr, /--memory-target: must be between 64M and the VM's 256M/);
+    assert.match(
+      bad.stderr,
+      /memoryTarget \(--memory-target\): must be between 64M and the VM's 256M/,
+    );
   });
 });

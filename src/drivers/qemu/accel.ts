@@ -41,22 +41,24 @@ export function chooseAccelerator(
   probe: HostProbe = probeHost(),
 ): AcceleratorChoice {
   const hardwareVirt = /\b(vmx|svm)\b/.test(probe.cpuFlags);
-  if (requested === "tcg") return { accel: "tcg", reason: "requested with --accel tcg" };
+  if (requested === "tcg") return { accel: "tcg", reason: "requested (accel: tcg)" };
   if (requested === "hvf") {
     if (probe.platform !== "darwin") {
       throw new CorralError("UNSUPPORTED", "accel hvf is only available on macOS", {
-        hint: "use --accel auto or --accel tcg",
+        hint: "use accel auto or tcg",
+        field: "accel",
       });
     }
-    return { accel: "hvf", reason: "requested with --accel hvf" };
+    return { accel: "hvf", reason: "requested (accel: hvf)" };
   }
   if (requested === "kvm") {
     if (!probe.kvmDeviceUsable) {
       throw new CorralError("UNSUPPORTED", "accel kvm: /dev/kvm is missing or not accessible", {
-        hint: "add your user to the kvm group, or use --accel tcg",
+        hint: "add your user to the kvm group, or use accel tcg",
+        field: "accel",
       });
     }
-    return { accel: "kvm", reason: "requested with --accel kvm" };
+    return { accel: "kvm", reason: "requested (accel: kvm)" };
   }
   if (probe.platform === "darwin") return { accel: "hvf", reason: "macOS host" };
   if (probe.kvmDeviceUsable && hardwareVirt) {

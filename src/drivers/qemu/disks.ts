@@ -26,7 +26,10 @@ export async function createOverlay(
       throw new CorralError(
         "INVALID_SPEC",
         `diskSizeMiB: ${sizeMiB} MiB is smaller than the image's ${Math.ceil(baseBytes / 1024 / 1024)} MiB root filesystem`,
-        { hint: `use --disk-size ${Math.ceil(baseBytes / 1024 ** 3)}G or more (disks only grow)` },
+        {
+          hint: `use ${Math.ceil(baseBytes / 1024 ** 3)}G or more (disks only grow)`,
+          field: "diskSizeMiB",
+        },
       );
     }
   }
@@ -77,6 +80,7 @@ export async function probeDiskFormat(path: string, field: string): Promise<"raw
   } catch (err) {
     const stderr = (err as { stderr?: string }).stderr?.trim();
     throw new CorralError("INVALID_SPEC", `${field}: cannot read the disk image ${path}`, {
+      field,
       hint:
         stderr === undefined || stderr === ""
           ? "check the path and that it is a disk image"
@@ -89,11 +93,13 @@ export async function probeDiskFormat(path: string, field: string): Promise<"raw
   const backing = info["full-backing-filename"] ?? info["backing-filename"];
   if (backing !== undefined) {
     throw new CorralError("INVALID_SPEC", `${field}: ${path} names a backing file (${backing})`, {
+      field,
       hint: `flatten it first: qemu-img convert -O qcow2 ${path} flat.qcow2`,
     });
   }
   if (info.format !== "raw" && info.format !== "qcow2") {
     throw new CorralError("INVALID_SPEC", `${field}: ${path} is a ${info.format} image`, {
+      field,
       hint: "convert it with qemu-img convert -O qcow2 (raw and qcow2 are supported)",
     });
   }
