@@ -94,6 +94,6 @@ describe("UEFI and ISO boot", { timeout: 900_000 }, () => {
       "/nope.iso",
     ]);
     assert.equal(iso.code, 2);
-    assert.match(iso.stderr, /cdrom: \/nope\.iso does not exist/);
+    assert.match(iso.stderr, /cdrom \(--cdrom\): \/nope\.iso does not exist/);
   });
 });
