@@ -31,7 +31,7 @@ const SOURCE = String.raw`
 #include <time.h>
 #include <unistd.h>
 
-/* musl ships no <linux/vm_sockets.h>; the ABI is stable (as in agent/corral-agent.c). */
+/* musl ships no <linux/vm_sockets.h>; the ABI is stable (as in agent/agent.h). */
 #ifndef AF_VSOCK
 #define AF_VSOCK 40
 #endif

@@ -1,12 +1,14 @@
 /**
  * Builds native/vmm-shim.c with the host's C compiler, once per (source, compiler) pair.
+ * The shim is one translation unit: vmm-shim.c includes its parts (native/vmm-shim/), so it
+ * alone is compiled, and the source hashed is every .c and .h file under native/.
  * The binary lands in the cache through a temp dir + rename, so a crash mid-build or two
  * concurrent builds never leave a half-written shim where the host would run it.
  */
 import { execFile } from "node:child_process";
 import { createHash } from "node:crypto";
 import { constants } from "node:fs";
-import { access, mkdir, mkdtemp, readFile, rm } from "node:fs/promises";
+import { access, mkdir, mkdtemp, readdir, readFile, rm } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
@@ -18,6 +20,31 @@ const run = promisify(execFile);
 
 /** Same depth from src/host/ (tsx) and dist/host/ (tsc), so one relative path serves both. */
 export const vmmShimSource = fileURLToPath(new URL("../../native/vmm-shim.c", import.meta.url));
+
+/** Every .c and .h file under `dir`, as paths relative to it, in a stable (code point) order. */
+async function sourceFiles(dir: string, prefix = ""): Promise<string[]> {
+  const found: string[] = [];
+  for (const entry of await readdir(join(dir, prefix), { withFileTypes: true })) {
+    const path = prefix === "" ? entry.name : `${prefix}/${entry.name}`;
+    if (entry.isDirectory()) found.push(...(await sourceFiles(dir, path)));
+    else if (entry.isFile() && /\.[ch]$/.test(entry.name)) found.push(path);
+  }
+  return found.sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+}
+
+/** The hash of every source file's name and content: a change to any part rebuilds. */
+async function sourceHash(): Promise<Buffer> {
+  const dir = dirname(vmmShimSource);
+  const hash = createHash("sha256");
+  for (const path of await sourceFiles(dir)) {
+    hash
+      .update(path)
+      .update("\0")
+      .update(await readFile(join(dir, path)))
+      .update("\0");
+  }
+  return hash.digest();
+}
 
 const CFLAGS = ["-O2", "-Wall", "-Wextra"];
 const COMPILERS = ["cc", "gcc"];
@@ -49,7 +76,8 @@ async function exists(path: string): Promise<boolean> {
 }
 
 async function build(): Promise<string> {
-  const source = await readFile(vmmShimSource);
+  await readFile(vmmShimSource); // a missing shim source fails here, with the file's name
+  const source = await sourceHash();
   const { cc, version } = await findCompiler();
   const hash = createHash("sha256")
     .update(source)

@@ -1,11 +1,12 @@
 /**
- * Compiles the guest agent (agent/corral-agent.c) into a static binary, cached by the hash of
- * its source and compiler so a rebuild happens only when either changes.
+ * Compiles the guest agent (every agent/*.c, main in agent/corral-agent.c) into a static
+ * binary, cached by the hash of its sources (.c and .h) and compiler so a rebuild happens only
+ * when either changes.
  */
 import { spawn } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
 import { constants } from "node:fs";
-import { access, mkdir, readFile, rename, rm } from "node:fs/promises";
+import { access, mkdir, readdir, readFile, rename, rm } from "node:fs/promises";
 import { delimiter, dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { noProgress, type ProgressListener } from "../base/progress.js";
@@ -19,8 +20,30 @@ const COMPILERS = ["musl-gcc", "gcc"] as const;
 const FLAGS = ["-static", "-Os", "-s", "-Wall", "-Wextra", "-Werror"] as const;
 
 /** Both src/images/ (tsx) and dist/images/ (tsc) sit two levels below the package root. */
-export function agentSourcePath(): string {
-  return fileURLToPath(new URL("../../agent/corral-agent.c", import.meta.url));
+export function agentSourceDir(): string {
+  return fileURLToPath(new URL("../../agent/", import.meta.url));
+}
+
+interface SourceFile {
+  name: string;
+  path: string;
+  data: Buffer;
+}
+
+/** The agent's .c and .h files in a stable (code point) order; the .c files are compiled. */
+async function readSources(dir: string): Promise<SourceFile[]> {
+  const entries = await readdir(dir, { withFileTypes: true });
+  const names = entries
+    .filter((e) => e.isFile() && (e.name.endsWith(".c") || e.name.endsWith(".h")))
+    .map((e) => e.name)
+    .sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+  if (!names.some((name) => name.endsWith(".c"))) throw new Error(`no .c files in ${dir}`);
+  return Promise.all(
+    names.map(async (name) => {
+      const path = join(dir, name);
+      return { name, path, data: await readFile(path) };
+    }),
+  );
 }
 
 async function findOnPath(name: string): Promise<string | undefined> {
@@ -47,9 +70,9 @@ async function pickCompiler(): Promise<{ name: string; path: string }> {
   });
 }
 
-function compile(compiler: string, source: string, output: string): Promise<void> {
+function compile(compiler: string, sources: readonly string[], output: string): Promise<void> {
   return new Promise((resolve, reject) => {
-    const child = spawn(compiler, [...FLAGS, "-o", output, source], {
+    const child = spawn(compiler, [...FLAGS, "-o", output, ...sources], {
       stdio: ["ignore", "ignore", "pipe"],
     });
     let stderr = "";
@@ -92,18 +115,22 @@ async function exists(path: string): Promise<boolean> {
 /** Returns the path of the compiled agent, building it on first use. */
 export async function buildAgent(opts: { onProgress?: ProgressListener } = {}): Promise<string> {
   const onProgress = opts.onProgress ?? noProgress;
-  const sourcePath = agentSourcePath();
-  let source: Buffer;
+  const sourceDir = agentSourceDir();
+  let sources: SourceFile[];
   try {
-    source = await readFile(sourcePath);
+    sources = await readSources(sourceDir);
   } catch (err) {
-    throw new CorralError("INTERNAL", `guest agent source missing at ${sourcePath}`, {
+    throw new CorralError("INTERNAL", `guest agent source missing at ${sourceDir}`, {
       cause: err,
     });
   }
   const compiler = await pickCompiler();
+  const sourceHash = createHash("sha256");
+  // Names too, so renaming or moving code between files is a change.
+  for (const file of sources)
+    sourceHash.update(file.name).update("\0").update(file.data).update("\0");
   const hash = createHash("sha256")
-    .update(source)
+    .update(sourceHash.digest())
     .update("\0")
     .update(compiler.name)
     .update("\0")
@@ -119,7 +146,8 @@ export async function buildAgent(opts: { onProgress?: ProgressListener } = {}): 
   const tmp = `${dir}.tmp-${randomBytes(4).toString("hex")}`;
   await mkdir(tmp);
   try {
-    await compile(compiler.path, sourcePath, join(tmp, AGENT_BINARY_NAME));
+    const cFiles = sources.filter((file) => file.name.endsWith(".c")).map((file) => file.path);
+    await compile(compiler.path, cFiles, join(tmp, AGENT_BINARY_NAME));
     await rename(tmp, dir);
   } catch (err) {
     await rm(tmp, { recursive: true, force: true });

@@ -11,7 +11,7 @@ import {
   ruleFromJson,
   ruleToString,
 } from "../../src/net/egress/index.js";
-import { formatIp, parseIp } from "../../src/spec/allow-rules.js";
+import { formatIp, parseIp } from "../../src/spec/ip.js";
 
 const policy = (...rules: string[]) => new EgressPolicy(parseAllowRules(rules));
 

@@ -20,7 +20,7 @@ import { CorralError } from "../../errors.js";
 import { AGENT_BINARY_PATH, AGENT_UNIT_PATH, type CloudInitSpec } from "../../spec/cloud-init.js";
 
 export interface AgentStep {
-  /** The static guest agent (agent/corral-agent.c). */
+  /** The static guest agent (agent/). */
   binary: Uint8Array;
   /** vsock port the agent listens on (its --port); default: the agent's own default. */
   port?: number;

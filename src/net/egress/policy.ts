@@ -23,21 +23,23 @@
  */
 import {
   type AllowRule,
+  nameProblem,
+  portAllowed,
+  portsToString,
+  ruleToString,
+} from "../../spec/allow-rules.js";
+import {
   formatIp,
   type IpAddress,
   inCidr,
   looksLikeIPv4,
   mapIPv4,
-  nameProblem,
   parseIPv4Loose,
   parseIPv4Strict,
   parseIPv6,
   parseIp,
-  portAllowed,
-  portsToString,
-  ruleToString,
   unmapIPv4,
-} from "../../spec/allow-rules.js";
+} from "../../spec/ip.js";
 
 export interface EgressTarget {
   /** As requested: a name or an IP literal (IPv6 with or without brackets). */
