@@ -72,7 +72,7 @@ export interface PullOptions {
    * `ext4`, and `rootfs` (done, when the rootfs was already built).
    */
   onProgress?: ProgressListener;
-  /** Tests: registry timeouts and retries. */
+  /** @internal Tests: registry timeouts and retries. */
   client?: OciClient;
   /**
    * Aborts the pull: requests, downloads (their temp files removed) and the rootfs build
