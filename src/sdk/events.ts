@@ -1,8 +1,8 @@
 /**
  * `corral.events()`: the lifecycle's events as an async iterator, for one VM or all. It
  * subscribes when called (not at the first `next()`), so an event of a start begun right
- * after is not missed; it ends when `signal` aborts or the loop breaks. A slow reader loses
- * its oldest events past a bound (vm/events.ts); the lifecycle never waits for it.
+ * after is not missed; it ends when `signal` aborts, the loop breaks or `return()` is called.
+ * A slow reader loses its oldest events past a bound; the lifecycle never waits for it.
  */
 import type { VmEvent, VmEvents } from "../vm/events.js";
 
@@ -15,23 +15,45 @@ export interface EventsOptions {
   signal?: AbortSignal;
 }
 
+/** Events kept for a reader that has not asked for them yet (as vm/events.ts's stream). */
+const BUFFER = 1024;
+
 export function eventIterator(events: VmEvents, options: EventsOptions): AsyncIterator<VmEvent> {
-  const stream = events.stream(options.signal === undefined ? {} : { signal: options.signal });
-  // The generator subscribes when it first runs: start it now, keep its first answer.
-  let primed: Promise<IteratorResult<VmEvent>> | undefined = stream.next();
-  const step = () => {
-    const next = primed ?? stream.next();
-    primed = undefined;
-    return next;
+  const { signal, vm } = options;
+  const queue: VmEvent[] = [];
+  let waiting: ((result: IteratorResult<VmEvent>) => void) | undefined;
+  let ended = false;
+  const off = events.on((event) => {
+    if (ended || (vm !== undefined && event.name !== vm)) return;
+    const reader = waiting;
+    waiting = undefined;
+    if (reader !== undefined) return reader({ done: false, value: event });
+    if (queue.length >= BUFFER) queue.shift();
+    queue.push(event);
+  });
+  const end = () => {
+    if (ended) return;
+    ended = true;
+    off();
+    signal?.removeEventListener("abort", end);
+    queue.length = 0;
+    waiting?.({ done: true, value: undefined });
+    waiting = undefined;
   };
-  const wanted = (event: VmEvent) => options.vm === undefined || event.name === options.vm;
+  if (signal?.aborted === true) end();
+  else signal?.addEventListener("abort", end, { once: true });
   return {
-    async next() {
-      for (;;) {
-        const result = await step();
-        if (result.done === true || wanted(result.value)) return result;
-      }
+    next() {
+      const event = queue.shift();
+      if (event !== undefined) return Promise.resolve({ done: false, value: event });
+      if (ended) return Promise.resolve({ done: true, value: undefined });
+      return new Promise((resolve) => {
+        waiting = resolve;
+      });
     },
-    return: () => stream.return(undefined),
+    async return() {
+      end();
+      return { done: true, value: undefined };
+    },
   };
 }
