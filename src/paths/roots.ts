@@ -40,17 +40,22 @@ function value(env: Environment, name: string): string | undefined {
   return v === undefined || v === "" ? undefined : v;
 }
 
+/** $HOME of `env` (os.homedir() would read process.env's, or the password database). */
+function home(env: Environment): string {
+  return value(env, "HOME") ?? homedir();
+}
+
 export function defaultCacheDir(env: Environment): string {
   return (
     value(env, "CORRAL_CACHE_DIR") ??
-    join(value(env, "XDG_CACHE_HOME") ?? join(homedir(), ".cache"), "corral")
+    join(value(env, "XDG_CACHE_HOME") ?? join(home(env), ".cache"), "corral")
   );
 }
 
 export function defaultStateDir(env: Environment): string {
   return (
     value(env, "CORRAL_STATE_DIR") ??
-    join(value(env, "XDG_STATE_HOME") ?? join(homedir(), ".local", "state"), "corral")
+    join(value(env, "XDG_STATE_HOME") ?? join(home(env), ".local", "state"), "corral")
   );
 }
 

@@ -33,6 +33,12 @@ describe("roots", () => {
     );
   });
 
+  it("defaults under the HOME it is given", () => {
+    const roots = rootsFromEnv({ HOME: "/home/someone" });
+    assert.equal(roots.stateDir, "/home/someone/.local/state/corral");
+    assert.equal(roots.cacheDir, "/home/someone/.cache/corral");
+  });
+
   it("keeps each operation's roots across awaits, with two at once", async () => {
     const seen = await Promise.all(
       [a, b, a].map((roots, i) =>

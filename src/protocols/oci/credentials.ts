@@ -28,7 +28,9 @@ export function parseCredentials(text: string): BasicCredentials {
 
 export function defaultDockerConfigPath(): string {
   const dir = setting("DOCKER_CONFIG");
-  return join(dir !== undefined && dir !== "" ? dir : join(homedir(), ".docker"), "config.json");
+  // HOME from the settings in force too (os.homedir() reads process.env.HOME at each call).
+  const home = setting("HOME") ?? homedir();
+  return join(dir !== undefined && dir !== "" ? dir : join(home, ".docker"), "config.json");
 }
 
 /**
