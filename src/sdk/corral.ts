@@ -59,10 +59,24 @@ export interface CorralSetupOptions {
   signal?: AbortSignal;
 }
 
+/**
+ * corral's SDK: one instance per state directory, its configuration read once here.
+ *
+ * ```ts
+ * const corral = new Corral({ stateDir, cacheDir });
+ * const vm = await corral.vms.create({ name: "box" });
+ * await vm.start({ signal });
+ * const { exitCode, stdout } = await vm.run(["uname", "-a"]);
+ * ```
+ */
 export class Corral {
+  /** VMs: create, get (a `Vm` handle), list, clone, run. */
   readonly vms: Vms;
+  /** The built-in image and pulled OCI images: pull, list, inspect, remove, prune. */
   readonly images: Images;
+  /** Saved running VMs: list, get, verify, remove, restore (as a new VM). */
   readonly snapshots: Snapshots;
+  /** Warm pools of ready VMs, kept by the per-user daemon: create, list, remove, take. */
   readonly pools: Pools;
   /** The state directory this instance uses. */
   readonly stateDir: string;

@@ -37,6 +37,7 @@ export interface ImagePullOptions {
   insecureRegistries?: string[];
 }
 
+/** `corral.images`: the built-in image and pulled OCI images of the cache directory. */
 export class Images {
   /** @internal */
   constructor(

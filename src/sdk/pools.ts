@@ -14,6 +14,7 @@ import type { Vms } from "./vms.js";
 
 export type { PoolInput };
 
+/** `corral.pools`: warm pools of ready VMs, kept filled by the per-user daemon. */
 export class Pools {
   /** @internal */
   constructor(

@@ -17,6 +17,7 @@ export interface RestoreSnapshotOptions extends SignalOptions {
   name?: string;
 }
 
+/** `corral.snapshots`: saved running VMs, restorable as new VMs. */
 export class Snapshots {
   /** @internal */
   constructor(

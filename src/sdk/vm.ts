@@ -57,6 +57,7 @@ function tailBytes(options: LogTailOptions): number {
   return Number.isSafeInteger(n) && n > 0 ? Math.min(n, MAX_TAIL) : DEFAULT_TAIL;
 }
 
+/** A handle on one VM, by name (`corral.vms.get(name)`); every call reads the VM afresh. */
 export class Vm {
   /** @internal Handles come from `corral.vms`, `corral.snapshots` and `corral.pools`. */
   constructor(

@@ -4,7 +4,7 @@ import { DEFAULT_IMAGE_NAME } from "../images/default-image.js";
 import { findOciImage } from "../images/oci-store.js";
 import type { VmSpecInput } from "../spec/schema.js";
 import type { Manager } from "../vm/manager.js";
-import type { Images } from "./images.js";
+import type { ImagePullOptions, Images } from "./images.js";
 import { type RunOptions, type RunResult, runInVm } from "./run.js";
 import type { Scope } from "./scope.js";
 import { vmView } from "./to-view.js";
@@ -16,7 +16,7 @@ export interface VmCreateOptions extends SignalOptions {
    * How to pull `spec.image` when it is an OCI image not pulled yet (default: pull it, with
    * the same signal). `false`: refuse an image that is not there.
    */
-  pull?: false | Omit<Parameters<Images["pull"]>[1], "signal">;
+  pull?: false | Omit<ImagePullOptions, "signal">;
 }
 
 /** `vms.run`: RunOptions, with `onReady` given the VM's view. */
@@ -25,6 +25,7 @@ export interface VmsRunOptions extends Omit<RunOptions, "onReady"> {
   onReady?: (vm: VmView) => void;
 }
 
+/** `corral.vms`: creating, finding, listing and running VMs. */
 export class Vms {
   /** @internal */
   constructor(
