@@ -11,7 +11,15 @@ import { fileURLToPath } from "node:url";
 import { Client } from "undici";
 import { acquireLock } from "../base/lock.js";
 import { CorralError, type ErrorCode, isErrorCode } from "../errors.js";
-import { daemonPaths, ensurePrivateDir, runRoot, stateRoot } from "../paths/layout.js";
+import {
+  cacheRoot,
+  daemonPaths,
+  ensurePrivateDir,
+  runBase,
+  runRoot,
+  stateRoot,
+} from "../paths/layout.js";
+import { currentEnv } from "../paths/roots.js";
 
 const START_TIMEOUT_MS = 15_000;
 const REQUEST_TIMEOUT_MS = 30_000;
@@ -138,6 +146,19 @@ export function errorFromBody(body: unknown, status: number): CorralError {
 }
 
 /**
+ * The daemon's environment: it is another process, so it serves the roots of whoever starts
+ * it (an SDK instance's, inside its operations) only if they go along explicitly.
+ */
+export function daemonEnv(): NodeJS.ProcessEnv {
+  return {
+    ...currentEnv(),
+    CORRAL_STATE_DIR: stateRoot(),
+    CORRAL_CACHE_DIR: cacheRoot(),
+    CORRAL_RUNTIME_DIR: runBase(),
+  };
+}
+
+/**
  * The daemon is this package's own entry point run by the same Node; from source (tsx) the
  * loader has to come along.
  */
@@ -151,7 +172,7 @@ function spawnDaemon(): void {
     const child = spawn(process.execPath, [...loader, entry, "--state-dir", stateRoot()], {
       detached: true,
       stdio: ["ignore", log, log],
-      env: { ...process.env, CORRAL_STATE_DIR: stateRoot() },
+      env: daemonEnv(),
     });
     child.unref();
   } finally {

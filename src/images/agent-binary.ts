@@ -12,6 +12,7 @@ import { fileURLToPath } from "node:url";
 import { noProgress, type ProgressListener } from "../base/progress.js";
 import { CorralError } from "../errors.js";
 import { cachePaths } from "../paths/layout.js";
+import { setting } from "../paths/roots.js";
 
 export const AGENT_BINARY_NAME = "corral-agent";
 
@@ -47,7 +48,7 @@ async function readSources(dir: string): Promise<SourceFile[]> {
 }
 
 async function findOnPath(name: string): Promise<string | undefined> {
-  for (const dir of (process.env.PATH ?? "").split(delimiter)) {
+  for (const dir of (setting("PATH") ?? "").split(delimiter)) {
     if (dir === "") continue;
     const candidate = join(dir, name);
     try {

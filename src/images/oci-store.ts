@@ -13,6 +13,7 @@
 import { statSync } from "node:fs";
 import { dirname } from "node:path";
 import { noProgress, type ProgressListener } from "../base/progress.js";
+import { cancelled, isCorralError, throwIfCancelled } from "../errors.js";
 import { cachePaths } from "../paths/layout.js";
 import { type Layer, OciClient } from "../protocols/oci/client.js";
 import type { BasicCredentials } from "../protocols/oci/credentials.js";
@@ -71,8 +72,15 @@ export interface PullOptions {
    * `ext4`, and `rootfs` (done, when the rootfs was already built).
    */
   onProgress?: ProgressListener;
-  /** Tests: registry timeouts and retries. */
+  /** @internal Tests: registry timeouts and retries. */
   client?: OciClient;
+  /**
+   * Aborts the pull: requests, downloads (their temp files removed) and the rootfs build
+   * stop, the reference is not recorded, and the pull rejects with kind `cancelled`. Layers
+   * downloaded completely before the abort stay in the blob cache (verified, and used by the
+   * next pull).
+   */
+  signal?: AbortSignal;
 }
 
 export interface PullResult extends OciImage {
@@ -120,13 +128,33 @@ function fileExists(path: string): boolean {
   }
 }
 
-/** Runs `fn` over `items` with at most `limit` in flight (registries throttle wide fan-out). */
-async function eachLimited<T>(items: T[], limit: number, fn: (item: T) => Promise<void>) {
+/**
+ * Runs `fn` over `items` with at most `limit` in flight (registries throttle wide fan-out).
+ * The first failure stops the others (their signal aborts) and is thrown once they have
+ * finished, so no download is still writing when the caller hears of it.
+ */
+async function eachLimited<T>(
+  items: T[],
+  limit: number,
+  signal: AbortSignal | undefined,
+  fn: (item: T, signal: AbortSignal) => Promise<void>,
+) {
+  const stop = new AbortController();
+  const both = signal === undefined ? stop.signal : AbortSignal.any([signal, stop.signal]);
+  const errors: unknown[] = [];
   let next = 0;
   const worker = async () => {
-    for (let i = next++; i < items.length; i = next++) await fn(items[i] as T);
+    for (let i = next++; i < items.length && errors.length === 0; i = next++) {
+      try {
+        await fn(items[i] as T, both);
+      } catch (err) {
+        errors.push(err);
+        stop.abort();
+      }
+    }
   };
   await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+  if (errors.length > 0) throw errors[0];
 }
 
 function imagePlatform(config: Record<string, unknown>, asked: Platform | undefined): string {
@@ -142,6 +170,18 @@ function imagePlatform(config: Record<string, unknown>, asked: Platform | undefi
 }
 
 export async function pullImage(ref: string, opts: PullOptions = {}): Promise<PullResult> {
+  try {
+    return await pull(ref, opts);
+  } catch (err) {
+    // undici and streams may notice an abort first and throw its bare reason.
+    if (opts.signal?.aborted === true && !isCorralError(err)) throw cancelled(opts.signal);
+    throw err;
+  }
+}
+
+async function pull(ref: string, opts: PullOptions): Promise<PullResult> {
+  const { signal } = opts;
+  throwIfCancelled(signal);
   const reference = parseReference(ref);
   const name = formatReference(reference);
   const platform = typeof opts.platform === "string" ? parsePlatform(opts.platform) : opts.platform;
@@ -155,10 +195,10 @@ export async function pullImage(ref: string, opts: PullOptions = {}): Promise<Pu
       ...(opts.credentials === undefined ? {} : { credentials: opts.credentials }),
     });
   try {
-    const resolved = await client.resolve(
-      reference,
-      platform === undefined ? {} : { platform: platform },
-    );
+    const resolved = await client.resolve(reference, {
+      ...(platform === undefined ? {} : { platform }),
+      ...(signal === undefined ? {} : { signal }),
+    });
     const digest = resolved.manifestDigest;
     const layerDigests = resolved.layers.map((l) => l.digest);
     const unmark = await markPull([digest, ...layerDigests]);
@@ -172,7 +212,7 @@ export async function pullImage(ref: string, opts: PullOptions = {}): Promise<Pu
         result = { sizeBytes: statSync(path).size, cached: true, warnings: [] };
       } else {
         const paths = new Map<string, string>();
-        await eachLimited(resolved.layers, 3, async (layer) => {
+        await eachLimited(resolved.layers, 3, signal, async (layer, layerSignal) => {
           const label = shortDigest(layer.digest);
           if (blobCached(layer)) {
             onProgress({
@@ -185,8 +225,12 @@ export async function pullImage(ref: string, opts: PullOptions = {}): Promise<Pu
           } else {
             downloaded = true;
           }
-          paths.set(layer.digest, await client.fetchBlob(reference, layer, { onProgress }));
+          paths.set(
+            layer.digest,
+            await client.fetchBlob(reference, layer, { onProgress, signal: layerSignal }),
+          );
         });
+        throwIfCancelled(signal);
         result = await rootfsFromLayers({
           manifestDigest: digest,
           layers: resolved.layers.map((l) => ({
@@ -196,8 +240,11 @@ export async function pullImage(ref: string, opts: PullOptions = {}): Promise<Pu
           })),
           onProgress: (e) =>
             onProgress(e.phase === "unpack" ? { ...e, label: shortDigest(e.label) } : e),
+          ...(signal === undefined ? {} : { signal }),
         });
       }
+      // The last moment to stop: from here on the image is recorded.
+      throwIfCancelled(signal);
       const meta: OciImageMeta = {
         version: 1,
         manifestDigest: digest,

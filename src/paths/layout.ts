@@ -1,5 +1,7 @@
 /**
  * The one module that knows where corral keeps things on disk. Everything else asks here.
+ * The three roots come from an SDK instance while it runs an operation, else from the
+ * environment at each call (paths/roots.ts says why).
  *
  *   cache  ($CORRAL_CACHE_DIR | $XDG_CACHE_HOME/corral | ~/.cache/corral)
  *     debs/<sha256>.deb               verified Debian packages
@@ -15,31 +17,22 @@
  *     pools/<name>.json               warm pool definitions (the daemon keeps them filled)
  *     switch-<name>.lock              held while a VM's address on that switch is chosen
  *   run    (sockets; short paths because sun_path holds 104 bytes on macOS, 108 on Linux)
- *     $XDG_RUNTIME_DIR/corral or /tmp/corral-<uid>, then <state-hash>/<vm-id>/
+ *     $CORRAL_RUNTIME_DIR | $XDG_RUNTIME_DIR/corral | /tmp/corral-<uid>, then <state-hash>/<vm-id>/
  *     <state-hash>/daemon.sock, daemon.json    the daemon's API socket and its pid
  */
 import { createHash } from "node:crypto";
 import { lstatSync, mkdirSync } from "node:fs";
-import { homedir, userInfo } from "node:os";
 import { join } from "node:path";
 import { CorralError } from "../errors.js";
+import { activeRoots, defaultCacheDir, defaultRuntimeBase, defaultStateDir } from "./roots.js";
 
-function env(name: string): string | undefined {
-  const value = process.env[name];
-  return value === undefined || value === "" ? undefined : value;
-}
-
+/** The SDK instance's roots inside its operations (paths/roots.ts), else the environment's. */
 export function cacheRoot(): string {
-  return (
-    env("CORRAL_CACHE_DIR") ?? join(env("XDG_CACHE_HOME") ?? join(homedir(), ".cache"), "corral")
-  );
+  return activeRoots()?.cacheDir ?? defaultCacheDir(process.env);
 }
 
 export function stateRoot(): string {
-  return (
-    env("CORRAL_STATE_DIR") ??
-    join(env("XDG_STATE_HOME") ?? join(homedir(), ".local", "state"), "corral")
-  );
+  return activeRoots()?.stateDir ?? defaultStateDir(process.env);
 }
 
 /**
@@ -57,15 +50,12 @@ export const SOCKET_PATH_MAX = 103;
 export const LONGEST_SOCKET_NAME = `vsock.sock_${2 ** 32 - 1}`;
 
 /**
- * $XDG_RUNTIME_DIR/corral when it is short, else /tmp/corral-<uid> (22 bytes at most). 40
- * bytes + "/corral" + "/<tag>/<id>/" (23) + the longest name (21) stays within
- * SOCKET_PATH_MAX (the bound predates macOS; kept so running VMs' sockets never move). Never
- * $TMPDIR: on macOS it is /var/folders/<2>/<30>/T/, about 50 bytes.
+ * The directory under which sockets live (paths/roots.ts defaultRuntimeBase): 40 bytes +
+ * "/corral" + "/<tag>/<id>/" (23) + the longest name (21) stays within SOCKET_PATH_MAX (the
+ * bound predates macOS; kept so running VMs' sockets never move).
  */
-function runBase(): string {
-  const xdg = env("XDG_RUNTIME_DIR");
-  if (xdg !== undefined && Buffer.byteLength(xdg) < 40) return join(xdg, "corral");
-  return join("/tmp", `corral-${userInfo().uid}`);
+export function runBase(): string {
+  return activeRoots()?.runtimeBase ?? defaultRuntimeBase(process.env);
 }
 
 /** Refuses a socket path the kernel would cut short or reject (bind: ENAMETOOLONG/EINVAL). */

@@ -1,35 +1,67 @@
 /**
- * What a listing shows of a snapshot (`corral snapshot ls`, the REST API): its origin and
- * sizes, without the source VM's full record.
+ * `corral.snapshots`: saved running VMs (memory, devices, disks), restorable as new VMs, any
+ * number at once. `vm.snapshot(name)` takes one.
  */
-import { type SnapshotMeta, stateBytes } from "../vm/snapshot-store.js";
+import { throwIfCancelled } from "../errors.js";
+import type { Manager } from "../vm/manager.js";
+import type { Scope } from "./scope.js";
+import { snapshotView } from "./to-view.js";
+import type { SnapshotView } from "./views.js";
+import type { SignalOptions, Vm } from "./vm.js";
+import type { Vms } from "./vms.js";
 
-export interface SnapshotSummary {
-  name: string;
-  /** The VM it was taken from. */
-  source: string;
-  createdAt: string;
-  /** The saved guest memory and device state. */
-  memoryBytes: number;
-  /** Frozen disks it owns (the root overlay and the VM's own data disks, not shared images). */
-  diskBytes: number;
-  /** How long the source VM was paused for it. */
-  pausedMs: number;
-  image: string;
-  /** The VMM version it must be restored with. */
-  vmm: string;
+export { type SnapshotSummary, summarizeSnapshot } from "./snapshot-summary.js";
+
+export interface RestoreSnapshotOptions extends SignalOptions {
+  /** The new VM's name (default: generated). */
+  name?: string;
 }
 
-export function summarizeSnapshot(meta: SnapshotMeta): SnapshotSummary {
-  return {
-    name: meta.name,
-    source: meta.source.name,
-    createdAt: meta.createdAt,
-    memoryBytes: stateBytes(meta),
-    diskBytes:
-      (meta.rootDisk?.size ?? 0) + meta.disks.reduce((n, d) => n + (d.owned ? d.size : 0), 0),
-    pausedMs: meta.pausedMs,
-    image: meta.record.spec.image,
-    vmm: meta.vmmVersion,
-  };
+/** `corral.snapshots`: saved running VMs, restorable as new VMs. */
+export class Snapshots {
+  /** @internal */
+  constructor(
+    private readonly manager: Manager,
+    private readonly scope: Scope,
+    private readonly vms: Vms,
+  ) {}
+
+  list(): Promise<SnapshotView[]> {
+    return this.scope.run(async () => this.manager.listSnapshots().map(snapshotView));
+  }
+
+  /** One snapshot; SNAPSHOT_NOT_FOUND (kind not-found) when there is none. */
+  get(name: string): Promise<SnapshotView> {
+    return this.scope.run(async () => {
+      const found = this.manager.listSnapshots().find((s) => s.name === name);
+      // Not listed: let the store say why (not found, or damaged).
+      return snapshotView(found ?? (await this.manager.verifySnapshot(name)));
+    });
+  }
+
+  /** Refused while VMs restored from it (or snapshots of those) still use its disks. */
+  remove(name: string): Promise<void> {
+    return this.scope.run(() => this.manager.removeSnapshot(name));
+  }
+
+  /** Checks every file against its recorded size and SHA-256; SNAPSHOT_DAMAGED when one fails. */
+  verify(name: string): Promise<SnapshotView> {
+    return this.scope.run(async () => snapshotView(await this.manager.verifySnapshot(name)));
+  }
+
+  /**
+   * Starts a new VM from the snapshot, ready when this resolves. A restore that fails or is
+   * aborted leaves no VM behind.
+   */
+  restore(name: string, options: RestoreSnapshotOptions = {}): Promise<Vm> {
+    const { signal } = options;
+    return this.scope.run(async () => {
+      throwIfCancelled(signal);
+      const vm = await this.manager.restore(name, {
+        ...(options.name === undefined ? {} : { name: options.name }),
+        ...(signal === undefined ? {} : { signal }),
+      });
+      return this.vms.handle(vm.name);
+    });
+  }
 }

@@ -7,7 +7,7 @@ import type { ProgressListener } from "../base/progress.js";
 import { noProgress } from "../base/progress.js";
 import { builtinDrivers } from "../drivers/builtin.js";
 import type { HostComponent } from "../drivers/driver.js";
-import { CorralError } from "../errors.js";
+import { CorralError, throwIfCancelled } from "../errors.js";
 import { aptInstall, aptInstallCommand, canUseApt } from "../host/apt.js";
 import { missingTools } from "../host/tools.js";
 import { buildVmmShim } from "../host/vmm-shim-binary.js";
@@ -20,6 +20,8 @@ export interface SetupOptions {
   refresh?: boolean;
   /** Also install what corral's own tests and benchmarks need. */
   dev?: boolean;
+  /** Checked between the steps: apt, each backend's host parts, the shim, the image. */
+  signal?: AbortSignal;
 }
 
 export interface SetupResult {
@@ -31,6 +33,8 @@ export interface SetupResult {
 
 export async function setup(options: SetupOptions = {}): Promise<SetupResult> {
   const onProgress = options.onProgress ?? noProgress;
+  const { signal } = options;
+  throwIfCancelled(signal);
   const missing = missingTools({ dev: options.dev });
   const packages = [...new Set(missing.map((tool) => tool.aptPackage))];
   if (packages.length > 0) {
@@ -58,13 +62,16 @@ export async function setup(options: SetupOptions = {}): Promise<SetupResult> {
   const components: HostComponent[] = [];
   for (const driver of builtinDrivers().all()) {
     if (!driver.features.hosts.includes(process.platform)) continue;
+    throwIfCancelled(signal);
     components.push(
       ...((await driver.prepareHost?.({ onProgress, refresh: options.refresh })) ?? []),
     );
   }
+  throwIfCancelled(signal);
   onProgress({ phase: "build", label: "vmm-shim" });
   await buildVmmShim();
   onProgress({ phase: "build", label: "vmm-shim", done: true });
+  throwIfCancelled(signal);
   const image = await buildDefaultImage({ onProgress, refresh: options.refresh });
   return { installedPackages: packages, components, image };
 }

@@ -8,6 +8,7 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { runRoot } from "../../src/paths/layout.js";
+import { withRoots } from "../../src/paths/roots.js";
 
 export interface FakeHome {
   stateDir: string;
@@ -15,13 +16,18 @@ export interface FakeHome {
   remove(): void;
 }
 
-/** Points CORRAL_STATE_DIR and CORRAL_CACHE_DIR at new directories (this test process only). */
-export function fakeHome(): FakeHome {
+/**
+ * New state and cache directories; CORRAL_STATE_DIR and CORRAL_CACHE_DIR point at them (this
+ * test process only) unless `setEnv` is false (SDK tests pass them to `new Corral()`).
+ */
+export function fakeHome(options: { setEnv?: boolean } = {}): FakeHome {
   const root = mkdtempSync(join(tmpdir(), "corral-fake-"));
   const stateDir = join(root, "state");
   const cacheDir = join(root, "cache");
-  process.env.CORRAL_STATE_DIR = stateDir;
-  process.env.CORRAL_CACHE_DIR = cacheDir;
+  if (options.setEnv !== false) {
+    process.env.CORRAL_STATE_DIR = stateDir;
+    process.env.CORRAL_CACHE_DIR = cacheDir;
+  }
   const digest = createHash("sha256").update("fake image").digest("hex");
   const imageDir = join(cacheDir, "images", "corral-default", digest);
   mkdirSync(imageDir, { recursive: true });
@@ -48,7 +54,10 @@ export function fakeHome(): FakeHome {
     stateDir,
     cacheDir,
     remove() {
-      rmSync(runRoot(), { recursive: true, force: true });
+      rmSync(
+        withRoots({ stateDir, cacheDir }, () => runRoot()),
+        { recursive: true, force: true },
+      );
       rmSync(root, { recursive: true, force: true });
     },
   };

@@ -5,7 +5,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { findBuiltinImage } from "../../src/images/store.js";
-import { summarizeSnapshot } from "../../src/sdk/snapshots.js";
+import { summarizeSnapshot } from "../../src/sdk/snapshot-summary.js";
 import type { SnapshotMeta } from "../../src/vm/snapshot-store.js";
 
 describe("findBuiltinImage", () => {

@@ -1,6 +1,7 @@
 import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { CorralError } from "../../errors.js";
+import { setting } from "../../paths/roots.js";
 
 const SOURCES_DIR = "/etc/apt/sources.list.d";
 const SOURCES_LIST = "/etc/apt/sources.list";
@@ -85,7 +86,7 @@ export function aptMirrorCandidates(
  * configuration, so corral uses whatever mirror (or proxy) this host is allowed to reach.
  */
 export function debianMirror(sourcesDir = SOURCES_DIR, sourcesList = SOURCES_LIST): string {
-  const fromEnv = process.env.CORRAL_DEBIAN_MIRROR;
+  const fromEnv = setting("CORRAL_DEBIAN_MIRROR");
   const uri =
     fromEnv !== undefined && fromEnv !== ""
       ? fromEnv

@@ -1,6 +1,7 @@
 import { spawn } from "node:child_process";
 import { accessSync, constants } from "node:fs";
 import { which } from "../../host/which.js";
+import { setting } from "../../paths/roots.js";
 
 export const DEBIAN_KEYRING = "/usr/share/keyrings/debian-archive-keyring.gpg";
 
@@ -15,7 +16,7 @@ function readable(path: string): boolean {
 
 /** gpgv and the Debian keyring, when this host has both; else signatures can't be checked. */
 export function signatureVerifier(): { gpgv: string; keyring: string } | undefined {
-  const keyring = process.env.CORRAL_DEBIAN_KEYRING || DEBIAN_KEYRING;
+  const keyring = setting("CORRAL_DEBIAN_KEYRING") ?? DEBIAN_KEYRING;
   const gpgv = which("gpgv");
   if (gpgv === undefined || !readable(keyring)) return undefined;
   return { gpgv, keyring };

@@ -6,7 +6,7 @@ import { mkdir, realpath } from "node:fs/promises";
 import { pipeline } from "node:stream/promises";
 import * as tar from "tar-stream";
 import { noProgress, type ProgressListener } from "../../base/progress.js";
-import { CorralError } from "../../errors.js";
+import { CorralError, cancelled, throwIfCancelled } from "../../errors.js";
 import { LayerApplier } from "./entry.js";
 import type { Fixups } from "./fixups.js";
 import { type LayerBlob, openLayer } from "./layers.js";
@@ -17,6 +17,8 @@ export interface ApplyOptions {
   onProgress?: ProgressListener;
   /** Defaults to "chown" as root, "record" otherwise (see tree.ts). */
   ownership?: OwnershipMode;
+  /** Stops the layer being unpacked and the ones after it (CANCELLED). */
+  signal?: AbortSignal;
 }
 
 export interface StagedRootfs {
@@ -55,6 +57,7 @@ async function applyLayer(
   tree: StagingTree,
   layer: LayerBlob,
   onProgress: ProgressListener,
+  signal: AbortSignal | undefined,
 ): Promise<void> {
   let read = 0;
   let total: number | undefined;
@@ -73,7 +76,11 @@ async function applyLayer(
     opened.tar.destroy();
     throw err;
   });
-  const [piped, consumed] = await Promise.allSettled([pipeline(opened.tar, extract), consume]);
+  const [piped, consumed] = await Promise.allSettled([
+    pipeline(opened.tar, extract, signal === undefined ? {} : { signal }),
+    consume,
+  ]);
+  if (signal?.aborted === true) throw cancelled(signal);
   // The consumer's error says what went wrong; the pipeline's is then only "premature close".
   if (consumed.status === "rejected") throw layerError(consumed.reason, layer, applier.current);
   if (piped.status === "rejected") throw layerError(piped.reason, layer, applier.current);
@@ -93,7 +100,10 @@ export async function applyLayers(
   const ownership = options.ownership ?? defaultOwnershipMode();
   await mkdir(targetDir, { recursive: true });
   const tree = new StagingTree(await realpath(targetDir), ownership);
-  for (const layer of layers) await applyLayer(tree, layer, onProgress);
+  for (const layer of layers) {
+    throwIfCancelled(options.signal);
+    await applyLayer(tree, layer, onProgress, options.signal);
+  }
   tree.finishDirectories();
   return { dir: tree.root, ownership, fixups: tree.fixups, warnings: tree.warnings };
 }

@@ -43,7 +43,7 @@ export class DebugfsScript {
     return this.lines.length;
   }
 
-  async run(image: string): Promise<void> {
+  async run(image: string, signal?: AbortSignal): Promise<void> {
     if (this.lines.length === 0) return;
     const dir = await mkdtemp(join(tmpdir(), "corral-debugfs-"));
     try {
@@ -52,7 +52,7 @@ export class DebugfsScript {
       const script = join(dir, "script");
       const text = this.lines.map((line) => (typeof line === "string" ? line : line(dir)));
       await writeFile(script, `${text.join("\n")}\n`);
-      const result = await runTool(e2fsTool("debugfs"), ["-w", "-f", script, image]);
+      const result = await runTool(e2fsTool("debugfs"), ["-w", "-f", script, image], signal);
       const errors = result.stderr
         .split("\n")
         .filter((line) => line.trim() !== "" && !/^debugfs \d/.test(line));

@@ -28,6 +28,8 @@ export interface Ext4Options {
   fixups?: Fixups;
   ownership?: OwnershipMode;
   onProgress?: ProgressListener;
+  /** Kills the running tool and removes the temp image (CANCELLED). */
+  signal?: AbortSignal;
 }
 
 export interface Ext4Result {
@@ -105,34 +107,38 @@ export async function buildExt4(
   const total = 3;
   try {
     onProgress({ phase: "ext4", label, current: 0, total });
-    const made = await runTool(mke2fs, [
-      "-q",
-      "-t",
-      "ext4",
-      "-b",
-      `${BLOCK_SIZE}`,
-      "-I",
-      "256",
-      "-N",
-      `${geometry.inodes}`,
-      // A sandbox's root fs: the 5% reserved for root would only be wasted headroom.
-      "-m",
-      "0",
-      "-L",
-      label,
-      "-E",
-      "root_owner=0:0",
-      "-d",
-      stagingDir,
-      "-F",
-      tmp,
-      `${geometry.sizeBytes / 1024}k`,
-    ]);
+    const made = await runTool(
+      mke2fs,
+      [
+        "-q",
+        "-t",
+        "ext4",
+        "-b",
+        `${BLOCK_SIZE}`,
+        "-I",
+        "256",
+        "-N",
+        `${geometry.inodes}`,
+        // A sandbox's root fs: the 5% reserved for root would only be wasted headroom.
+        "-m",
+        "0",
+        "-L",
+        label,
+        "-E",
+        "root_owner=0:0",
+        "-d",
+        stagingDir,
+        "-F",
+        tmp,
+        `${geometry.sizeBytes / 1024}k`,
+      ],
+      options.signal,
+    );
     if (made.code !== 0) throw buildError("mke2fs", outPath, made);
     onProgress({ phase: "ext4", label, current: 1, total });
-    await script.run(tmp);
+    await script.run(tmp, options.signal);
     onProgress({ phase: "ext4", label, current: 2, total });
-    const checked = await runTool(e2fsck, ["-fn", tmp]);
+    const checked = await runTool(e2fsck, ["-fn", tmp], options.signal);
     if (checked.code !== 0) throw buildError("e2fsck -fn", outPath, checked);
     await rename(tmp, outPath);
     onProgress({ phase: "ext4", label, current: total, total, done: true });

@@ -33,6 +33,8 @@ export interface RootfsRequest {
   onProgress?: ProgressListener;
   /** Tests force "record" to exercise the non-root path as root. */
   ownership?: OwnershipMode;
+  /** Stops unpacking or the ext4 build; nothing is left behind (CANCELLED). */
+  signal?: AbortSignal;
 }
 
 export interface RootfsResult {
@@ -78,11 +80,13 @@ export async function rootfsFromLayers(request: RootfsRequest): Promise<RootfsRe
     const staged = await applyLayers(request.layers, staging, {
       onProgress,
       ownership: request.ownership,
+      signal: request.signal,
     });
     const built = await buildExt4(staged.dir, path, {
       fixups: staged.fixups,
       ownership: staged.ownership,
       onProgress,
+      signal: request.signal,
     });
     return { path, sizeBytes: built.sizeBytes, cached: false, warnings: staged.warnings };
   } catch (err) {

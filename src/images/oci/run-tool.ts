@@ -1,6 +1,6 @@
 /** Runs an e2fsprogs tool (argv array, no shell) and collects its output. */
 import { spawn } from "node:child_process";
-import { CorralError } from "../../errors.js";
+import { CorralError, cancelled } from "../../errors.js";
 import { which } from "../../host/which.js";
 
 export interface ToolResult {
@@ -20,9 +20,17 @@ export function e2fsTool(command: "mke2fs" | "debugfs" | "e2fsck"): string {
   });
 }
 
-export function runTool(path: string, args: readonly string[]): Promise<ToolResult> {
+/** Aborting `signal` kills the tool (SIGKILL: its output is a temp file the caller removes). */
+export function runTool(
+  path: string,
+  args: readonly string[],
+  signal?: AbortSignal,
+): Promise<ToolResult> {
   return new Promise((resolve, reject) => {
-    const child = spawn(path, args, { stdio: ["ignore", "pipe", "pipe"] });
+    const child = spawn(path, args, {
+      stdio: ["ignore", "pipe", "pipe"],
+      ...(signal === undefined ? {} : { signal, killSignal: "SIGKILL" as const }),
+    });
     let stdout = "";
     let stderr = "";
     child.stdout.setEncoding("utf8");
@@ -35,12 +43,17 @@ export function runTool(path: string, args: readonly string[]): Promise<ToolResu
     });
     child.on("error", (err) =>
       reject(
-        new CorralError("TOOL_MISSING", `cannot run ${path}: ${err.message}`, {
-          hint: "apt-get install e2fsprogs",
-          cause: err,
-        }),
+        signal?.aborted === true
+          ? cancelled(signal)
+          : new CorralError("TOOL_MISSING", `cannot run ${path}: ${err.message}`, {
+              hint: "apt-get install e2fsprogs",
+              cause: err,
+            }),
       ),
     );
-    child.on("close", (code) => resolve({ code, stdout, stderr }));
+    child.on("close", (code) => {
+      if (signal?.aborted === true) reject(cancelled(signal));
+      else resolve({ code, stdout, stderr });
+    });
   });
 }

@@ -14,7 +14,7 @@ import { createReadStream } from "node:fs";
 import { mkdir, open, readdir, rename, rm, stat } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
 import { noProgress, type ProgressListener } from "../../base/progress.js";
-import { CorralError } from "../../errors.js";
+import { CorralError, cancelled, throwIfCancelled } from "../../errors.js";
 import { cachePaths } from "../../paths/layout.js";
 import { digestHasher, parseDigest, shortDigest } from "./digest.js";
 import type { Descriptor } from "./manifest.js";
@@ -105,11 +105,14 @@ export interface WriteBlobOptions {
   /** What the download is, for errors (`layer sha256:... of 127.0.0.1:5000/app`). */
   what: string;
   onProgress?: ProgressListener;
+  /** Aborting stops the write and removes the temp file (CANCELLED). */
+  signal?: AbortSignal;
 }
 
 /**
  * Streams `body` into the cache. A body cut short is a TransientError (the caller retries
- * from zero); wrong bytes are a CHECKSUM_MISMATCH. Either way nothing is left behind.
+ * from zero); wrong bytes are a CHECKSUM_MISMATCH; an abort is CANCELLED. Whichever, nothing
+ * is left behind.
  */
 export async function writeBlob(
   body: AsyncIterable<Uint8Array>,
@@ -129,6 +132,7 @@ export async function writeBlob(
     try {
       try {
         for await (const chunk of body) {
+          throwIfCancelled(opts.signal);
           received += chunk.length;
           if (received > desc.size) break;
           hash.update(chunk);
@@ -139,6 +143,7 @@ export async function writeBlob(
           }
         }
       } catch (err) {
+        if (opts.signal?.aborted === true) throw cancelled(opts.signal);
         const reason = err instanceof Error ? err.message : String(err);
         throw new TransientError(
           `${what}: download interrupted after ${received} bytes: ${reason}`,

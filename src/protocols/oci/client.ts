@@ -3,7 +3,7 @@
  * and downloads layers into the verified blob cache. See docs/oci.md.
  */
 import type { ProgressListener } from "../../base/progress.js";
-import { CorralError } from "../../errors.js";
+import { CorralError, throwIfCancelled } from "../../errors.js";
 import { Authenticator, pullScope } from "./auth.js";
 import { cachedBlob, removeStaleTemps, writeBlob } from "./blob-store.js";
 import { type BasicCredentials, loadDockerConfig } from "./credentials.js";
@@ -56,12 +56,16 @@ export interface ResolvedImage {
 
 export interface ResolveOptions {
   platform?: Platform;
+  /** Aborts the manifest and config requests (CANCELLED). */
+  signal?: AbortSignal;
 }
 
 export interface FetchBlobOptions {
   onProgress?: ProgressListener;
   /** Re-hash an already cached blob instead of trusting its size (default false). */
   verifyCached?: boolean;
+  /** Aborts the download and removes its temp file (CANCELLED). */
+  signal?: AbortSignal;
 }
 
 /** containerd's limit: a manifest bigger than this is not a manifest. */
@@ -77,8 +81,14 @@ export class OciClient {
   private readonly transport: Transport;
   private readonly retry: RetryOptions;
   private readonly onProgress: ProgressListener | undefined;
-  /** Same-process pulls of one blob share a download. */
-  private readonly inflight = new Map<string, Promise<string>>();
+  /**
+   * Same-process pulls of one blob share a download when they share an AbortSignal (or have
+   * none): one caller's abort must not fail another's pull.
+   */
+  private readonly inflight = new Map<
+    string,
+    { signal: AbortSignal | undefined; done: Promise<string> }
+  >();
 
   constructor(opts: OciClientOptions = {}) {
     this.retry = opts.retry ?? {};
@@ -113,51 +123,60 @@ export class OciClient {
    */
   async fetchManifest(
     ref: Reference,
+    opts: { signal?: AbortSignal } = {},
   ): Promise<{ manifest: Manifest; digest: string; bytes: Buffer }> {
     const target = ref.digest ?? ref.tag ?? "latest";
     const what = `manifest ${formatReference(ref)}`;
-    return withRetries(what, this.retry, async () => {
-      const res = await this.transport.request({
-        registry: ref.registry,
-        scope: pullScope(ref.repository),
-        path: `/v2/${ref.repository}/manifests/${target}`,
-        headers: { accept: MANIFEST_ACCEPT },
-        what,
-      });
-      const bytes = await readLimited(res, MANIFEST_LIMIT);
-      if (bytes === undefined) {
-        throw new CorralError("REGISTRY", `${what} is larger than ${MANIFEST_LIMIT} bytes`);
-      }
-      const expected = ref.digest ?? header(res, "docker-content-digest");
-      let digest = sha256Digest(bytes);
-      if (expected !== undefined) {
-        const actual = digestLike(expected, bytes);
-        if (actual !== expected) {
-          throw new CorralError(
-            "CHECKSUM_MISMATCH",
-            `${what}: the manifest's digest is ${actual}, expected ${expected}`,
-            { hint: "the registry or a proxy is serving wrong content" },
-          );
+    const { signal } = opts;
+    return withRetries(
+      what,
+      this.retry,
+      async () => {
+        const res = await this.transport.request({
+          registry: ref.registry,
+          scope: pullScope(ref.repository),
+          path: `/v2/${ref.repository}/manifests/${target}`,
+          headers: { accept: MANIFEST_ACCEPT },
+          what,
+          ...(signal === undefined ? {} : { signal }),
+        });
+        const bytes = await readLimited(res, MANIFEST_LIMIT);
+        if (bytes === undefined) {
+          throw new CorralError("REGISTRY", `${what} is larger than ${MANIFEST_LIMIT} bytes`);
         }
-        digest = expected;
-      }
-      const manifest = parseManifest(bytes, header(res, "content-type"), what);
-      return { manifest, digest, bytes };
-    });
+        const expected = ref.digest ?? header(res, "docker-content-digest");
+        let digest = sha256Digest(bytes);
+        if (expected !== undefined) {
+          const actual = digestLike(expected, bytes);
+          if (actual !== expected) {
+            throw new CorralError(
+              "CHECKSUM_MISMATCH",
+              `${what}: the manifest's digest is ${actual}, expected ${expected}`,
+              { hint: "the registry or a proxy is serving wrong content" },
+            );
+          }
+          digest = expected;
+        }
+        const manifest = parseManifest(bytes, header(res, "content-type"), what);
+        return { manifest, digest, bytes };
+      },
+      signal,
+    );
   }
 
   /** Resolves `ref` (a string or parsed reference) for one platform (default linux/amd64). */
   async resolve(ref: Reference | string, opts: ResolveOptions = {}): Promise<ResolvedImage> {
     const reference = typeof ref === "string" ? parseReference(ref) : ref;
     const platform = opts.platform ?? DEFAULT_PLATFORM;
-    const top = await this.fetchManifest(reference);
+    const signalOpt = opts.signal === undefined ? {} : { signal: opts.signal };
+    const top = await this.fetchManifest(reference, signalOpt);
     let manifest = top.manifest;
     let manifestDigest = top.digest;
     let indexDigest: string | undefined;
     if (manifest.kind === "index") {
       indexDigest = top.digest;
       const chosen = selectPlatform(manifest.manifests, platform, formatReference(reference));
-      const child = await this.fetchManifest({ ...reference, digest: chosen.digest });
+      const child = await this.fetchManifest({ ...reference, digest: chosen.digest }, signalOpt);
       if (child.bytes.length !== chosen.size) {
         throw new CorralError(
           "CHECKSUM_MISMATCH",
@@ -192,7 +211,7 @@ export class OciClient {
         { hint: "corral runs container images; artifacts such as charts cannot be booted" },
       );
     }
-    const config = await this.fetchConfig(reference, image.config);
+    const config = await this.fetchConfig(reference, image.config, opts.signal);
     const out: ResolvedImage = {
       reference,
       manifestDigest,
@@ -205,20 +224,30 @@ export class OciClient {
     return out;
   }
 
-  private async fetchConfig(repo: Repository, desc: Descriptor): Promise<Record<string, unknown>> {
+  private async fetchConfig(
+    repo: Repository,
+    desc: Descriptor,
+    signal: AbortSignal | undefined,
+  ): Promise<Record<string, unknown>> {
     if (desc.size > CONFIG_LIMIT) {
       throw new CorralError("REGISTRY", `image config ${desc.digest} is too large (${desc.size})`);
     }
     const what = `config ${desc.digest} of ${repo.registry}/${repo.repository}`;
-    const bytes = await withRetries(what, this.retry, async () => {
-      const res = await this.transport.request({
-        registry: repo.registry,
-        scope: pullScope(repo.repository),
-        path: `/v2/${repo.repository}/blobs/${desc.digest}`,
-        what,
-      });
-      return (await readLimited(res, desc.size)) ?? Buffer.alloc(0);
-    });
+    const bytes = await withRetries(
+      what,
+      this.retry,
+      async () => {
+        const res = await this.transport.request({
+          registry: repo.registry,
+          scope: pullScope(repo.repository),
+          path: `/v2/${repo.repository}/blobs/${desc.digest}`,
+          what,
+          ...(signal === undefined ? {} : { signal }),
+        });
+        return (await readLimited(res, desc.size)) ?? Buffer.alloc(0);
+      },
+      signal,
+    );
     const actual = digestLike(desc.digest, bytes);
     if (bytes.length !== desc.size || actual !== desc.digest) {
       throw new CorralError(
@@ -253,15 +282,17 @@ export class OciClient {
       digest: desc.digest,
       size: desc.size,
     };
+    throwIfCancelled(opts.signal);
     const cached = await cachedBlob(descriptor, opts.verifyCached ?? false);
     if (cached !== undefined) return cached;
     const key = descriptor.digest;
-    let pending = this.inflight.get(key);
-    if (pending === undefined) {
-      pending = this.download(r, descriptor, opts).finally(() => this.inflight.delete(key));
-      this.inflight.set(key, pending);
-    }
-    return pending;
+    const pending = this.inflight.get(key);
+    if (pending !== undefined && pending.signal === opts.signal) return pending.done;
+    const done = this.download(r, descriptor, opts).finally(() => {
+      if (this.inflight.get(key)?.done === done) this.inflight.delete(key);
+    });
+    if (pending === undefined) this.inflight.set(key, { signal: opts.signal, done });
+    return done;
   }
 
   private async download(
@@ -272,18 +303,26 @@ export class OciClient {
     await removeStaleTemps(desc.digest);
     const what = `blob ${desc.digest} of ${repo.registry}/${repo.repository}`;
     const onProgress = opts.onProgress ?? this.onProgress;
-    return withRetries(what, this.retry, async () => {
-      const res = await this.transport.request({
-        registry: repo.registry,
-        scope: pullScope(repo.repository),
-        path: `/v2/${repo.repository}/blobs/${desc.digest}`,
-        what,
-      });
-      return writeBlob(res.body, {
-        desc,
-        what,
-        ...(onProgress === undefined ? {} : { onProgress }),
-      });
-    });
+    const { signal } = opts;
+    return withRetries(
+      what,
+      this.retry,
+      async () => {
+        const res = await this.transport.request({
+          registry: repo.registry,
+          scope: pullScope(repo.repository),
+          path: `/v2/${repo.repository}/blobs/${desc.digest}`,
+          what,
+          ...(signal === undefined ? {} : { signal }),
+        });
+        return writeBlob(res.body, {
+          desc,
+          what,
+          ...(onProgress === undefined ? {} : { onProgress }),
+          ...(signal === undefined ? {} : { signal }),
+        });
+      },
+      signal,
+    );
   }
 }

@@ -7,6 +7,7 @@ import { readFileSync } from "node:fs";
 import { homedir } from "node:os";
 import { join } from "node:path";
 import { CorralError } from "../../errors.js";
+import { setting } from "../../paths/roots.js";
 import { DOCKER_HUB } from "./reference.js";
 
 export interface BasicCredentials {
@@ -26,8 +27,10 @@ export function parseCredentials(text: string): BasicCredentials {
 }
 
 export function defaultDockerConfigPath(): string {
-  const dir = process.env.DOCKER_CONFIG;
-  return join(dir !== undefined && dir !== "" ? dir : join(homedir(), ".docker"), "config.json");
+  const dir = setting("DOCKER_CONFIG");
+  // HOME from the settings in force too (os.homedir() reads process.env.HOME at each call).
+  const home = setting("HOME") ?? homedir();
+  return join(dir !== undefined && dir !== "" ? dir : join(home, ".docker"), "config.json");
 }
 
 /**

@@ -3,7 +3,7 @@
  * cut short) are retried with exponential backoff; 4xx answers are final.
  */
 import { setTimeout as sleep } from "node:timers/promises";
-import { CorralError } from "../../errors.js";
+import { CorralError, cancelled, throwIfCancelled } from "../../errors.js";
 
 export interface RetryOptions {
   /** Attempts in all, first one included (default 4). */
@@ -96,25 +96,32 @@ function asRegistryError(what: string, err: unknown): unknown {
 
 /**
  * Runs `fn` until it succeeds, throws something other than a TransientError, or the attempts
- * run out; then a REGISTRY error names `what` and the last reason.
+ * run out; then a REGISTRY error names `what` and the last reason. An aborted `signal` ends it
+ * at once with CANCELLED, whatever `fn` threw (undici and streams throw the bare reason), and
+ * interrupts the wait between attempts.
  */
 export async function withRetries<T>(
   what: string,
   opts: RetryOptions,
   fn: (attempt: number) => Promise<T>,
+  signal?: AbortSignal,
 ): Promise<T> {
   const attempts = Math.max(1, opts.attempts ?? 4);
   let last: unknown;
   for (let attempt = 0; attempt < attempts; attempt++) {
+    throwIfCancelled(signal);
     try {
       return await fn(attempt);
     } catch (err) {
+      if (signal?.aborted === true) throw cancelled(signal);
       const transient = err instanceof TransientError || isTransientNetworkError(err);
       if (!transient) throw asRegistryError(what, err);
       last = err;
       if (attempt + 1 < attempts) {
         const retryAfter = err instanceof TransientError ? err.retryAfterMs : undefined;
-        await sleep(backoffDelay(attempt, opts, retryAfter));
+        await sleep(backoffDelay(attempt, opts, retryAfter), undefined, { signal }).catch(() => {
+          throw cancelled(signal);
+        });
       }
     }
   }

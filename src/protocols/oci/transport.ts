@@ -22,6 +22,8 @@ export interface RegistryRequest {
   headers?: Record<string, string>;
   /** Subject for error messages, e.g. `manifest docker.io/library/alpine:latest`. */
   what: string;
+  /** Aborts the exchange, the body included (undici destroys it). */
+  signal?: AbortSignal;
 }
 
 const MAX_REDIRECTS = 5;
@@ -94,9 +96,19 @@ export class Transport {
     return { status: res.statusCode, headers: res.headers, body: body?.toString("utf8") ?? "" };
   }
 
-  private async send(url: URL, method: string, headers: Record<string, string>) {
+  private async send(
+    url: URL,
+    method: string,
+    headers: Record<string, string>,
+    signal?: AbortSignal,
+  ) {
     try {
-      return await request(url, { method, headers, dispatcher: this.agent });
+      return await request(url, {
+        method,
+        headers,
+        dispatcher: this.agent,
+        ...(signal === undefined ? {} : { signal }),
+      });
     } catch (err) {
       // Connection-level trouble: the retry policy decides by the error's code.
       throw err instanceof Error ? err : new TransientError(String(err));
@@ -116,7 +128,7 @@ export class Transport {
       if (authorization !== undefined && url.origin === origin) {
         headers.authorization = authorization;
       }
-      const res = await this.send(url, method, headers);
+      const res = await this.send(url, method, headers, req.signal);
       const status = res.statusCode;
       if (status >= 200 && status < 300) return res;
 
