@@ -88,7 +88,10 @@ async function run(manager: Manager, options: RunOptions): Promise<RunResult> {
       signal: options.signal,
     });
   } else {
-    const vm = await manager.create(options.spec);
+    const vm = await manager.create(
+      options.spec,
+      options.signal === undefined ? {} : { signal: options.signal },
+    );
     try {
       ready = await manager.start(vm.name, { signal: options.signal });
     } catch (err) {

@@ -88,8 +88,10 @@ export class Vm {
     const { signal, timeoutMs } = options;
     return this.scope.run(async () => {
       throwIfCancelled(signal);
-      const stopOptions = { timeoutMs, signal } as Parameters<Manager["stop"]>[1];
-      const vm = await this.manager.stop(this.name, stopOptions);
+      const vm = await this.manager.stop(this.name, {
+        ...(timeoutMs === undefined ? {} : { timeoutMs }),
+        ...(signal === undefined ? {} : { signal }),
+      });
       throwIfCancelled(signal);
       return vmView(vm);
     });
@@ -165,7 +167,11 @@ export class Vm {
     const { signal } = options;
     return this.scope.run(async () => {
       throwIfCancelled(signal);
-      const meta = await this.manager.snapshot(this.name, name);
+      const meta = await this.manager.snapshot(
+        this.name,
+        name,
+        signal === undefined ? {} : { signal },
+      );
       if (signal?.aborted === true) {
         await this.manager.removeSnapshot(name).catch(() => {});
         throw cancelled(signal);

@@ -64,8 +64,7 @@ export class Vms {
       ) {
         await this.images.pull(image, { ...(options.pull ?? {}), signal });
       }
-      const createOptions = { signal } as Parameters<Manager["create"]>[1];
-      const vm = await this.manager.create(spec, createOptions);
+      const vm = await this.manager.create(spec, signal === undefined ? {} : { signal });
       if (signal?.aborted === true) {
         await this.manager.remove(vm.name, { force: true }).catch(() => {});
         throw cancelled(signal);
