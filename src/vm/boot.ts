@@ -9,12 +9,11 @@
 import { rmSync, writeFileSync } from "node:fs";
 import { readFile } from "node:fs/promises";
 import { runSteps } from "../base/steps.js";
-import type { BootMode, Machine, MachineHost } from "../drivers/driver.js";
+import type { BootMode, Machine } from "../drivers/driver.js";
 import { CorralError, cancelled, isCorralError, throwIfCancelled } from "../errors.js";
 import { buildVmmShim } from "../host/vmm-shim-binary.js";
 import { buildAgent } from "../images/agent-binary.js";
 import { ensurePrivateDir, type InstancePaths } from "../paths/layout.js";
-import type { AgentClient } from "../protocols/agent/client.js";
 import { AGENT_READY_PORT } from "../protocols/agent/ports.js";
 import { parseCloudInit } from "../spec/cloud-init.js";
 import { checkMountSource } from "../spec/mounts.js";
@@ -26,7 +25,7 @@ import { releaseResources } from "./reconcile.js";
 import type { VmRecord } from "./record.js";
 import { driverOf, type Runtime } from "./runtime.js";
 import { needsHostServices } from "./services.js";
-import { replaceSidecar } from "./sidecar.js";
+import { liveHost } from "./sidecar.js";
 import { waitForExit } from "./stop.js";
 import { saveRecord } from "./store.js";
 import { launchShim, readShimState, readVmmExit } from "./supervisor.js";
@@ -51,19 +50,9 @@ export async function bootVm(
   const driver = driverOf(rt, record);
   const channel = driver.channelFor(paths.vsockSocket);
   let state: VmRecord = record;
-  let agent: AgentClient | undefined;
-  const probe = () => {
-    agent ??= rt.guests.agent(paths.vsockSocket, state.startedAt ?? "", channel);
-    return agent;
-  };
-  const host: MachineHost = {
-    replaceSidecar: (readyPath) => replaceSidecar(paths, readyPath),
-    probe: {
-      setTime: (o) => probe().setTime(Date.now(), o),
-      dropIdle: () => probe().dropIdle(),
-    },
-    notice: (message) => rt.events.notice(message, record.name),
-  };
+  // The kept agent of this start (its life is the startedAt the plan step sets).
+  const probe = () => rt.guests.agent(paths.vsockSocket, state.startedAt ?? "", channel);
+  const host = liveHost(rt, record.name, paths, channel, () => state.startedAt ?? "");
   let machine: Machine | undefined;
   let readyNotice: { line: Promise<string>; close(): void } | undefined;
   /** Failures before this are the caller's input or host (a tool missing): the record stays. */

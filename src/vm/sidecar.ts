@@ -2,11 +2,14 @@
  * Replacing a running VM's sidecar (the shim restarts it on SIGUSR1): QEMU's vsock sidecar
  * serves one device in its life, and a snapshot plugs in a new one.
  */
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync } from "node:fs";
 import { setTimeout as sleep } from "node:timers/promises";
-import { isAlive, signalProcess } from "../base/process.js";
+import { isAlive, isNamed, signalProcess } from "../base/process.js";
+import type { MachineHost } from "../drivers/driver.js";
 import { CorralError } from "../errors.js";
+import type { GuestChannel } from "../guest/channel.js";
 import type { InstancePaths } from "../paths/layout.js";
+import type { Runtime } from "./runtime.js";
 import { readShimState, readVmmExit } from "./supervisor.js";
 
 const SIDECAR_SWAP_TIMEOUT_MS = 10_000;
@@ -15,7 +18,7 @@ const SIDECAR_SWAP_TIMEOUT_MS = 10_000;
 export async function replaceSidecar(paths: InstancePaths, readyPath: string): Promise<void> {
   const before = readShimState(paths);
   // SIGUSR1's default action kills: never send it to a reused pid.
-  if (before === undefined || !isAlive(before.shimPid) || !isShim(before.shimPid)) {
+  if (before === undefined || !isAlive(before.shimPid) || !isNamed(before.shimPid, "vmm-shim")) {
     throw new CorralError("VM_FAILED", "the VM's shim is gone");
   }
   signalProcess(before.shimPid, "SIGUSR1");
@@ -38,14 +41,24 @@ export async function replaceSidecar(paths: InstancePaths, readyPath: string): P
   }
 }
 
-function isShim(pid: number): boolean {
-  return processName(pid) === "vmm-shim";
-}
-
-function processName(pid: number): string | undefined {
-  try {
-    return readFileSync(`/proc/${pid}/comm`, "utf8").trim();
-  } catch {
-    return undefined;
-  }
+/**
+ * What the lifecycle lends a running machine (drivers/driver.ts MachineHost): sidecar swaps,
+ * the kept agent as its probe (`life()` is the VM's startedAt when first probed), notices.
+ */
+export function liveHost(
+  rt: Runtime,
+  name: string,
+  paths: InstancePaths,
+  channel: GuestChannel,
+  life: () => string,
+): MachineHost {
+  const agent = () => rt.guests.agent(paths.vsockSocket, life(), channel);
+  return {
+    replaceSidecar: (readyPath) => replaceSidecar(paths, readyPath),
+    probe: {
+      setTime: (o) => agent().setTime(Date.now(), o),
+      dropIdle: () => agent().dropIdle(),
+    },
+    notice: (message) => rt.events.notice(message, name),
+  };
 }

@@ -17,13 +17,13 @@ import { copyFile } from "node:fs/promises";
 import { basename, join } from "node:path";
 import { sha256File } from "../base/hash.js";
 import { isAlive } from "../base/process.js";
-import type { MachineHost, SpecProblem } from "../drivers/driver.js";
+import type { SpecProblem } from "../drivers/driver.js";
 import { CorralError, isCorralError, throwIfCancelled } from "../errors.js";
 import { snapshotPaths, snapshotsRoot } from "../paths/layout.js";
 import { machineContext } from "./context.js";
 import { readRecord, type VmRecord } from "./record.js";
 import { driverOf, type Runtime } from "./runtime.js";
-import { replaceSidecar } from "./sidecar.js";
+import { liveHost } from "./sidecar.js";
 import {
   checkSnapshotName,
   SNAPSHOT_FORMAT,
@@ -63,16 +63,10 @@ export async function takeSnapshot(
     const driver = driverOf(rt, record);
     const vm = machineContext(record, paths);
     const channel = driver.channelFor(paths.vsockSocket);
-    const agent = () => rt.guests.agent(paths.vsockSocket, record.startedAt ?? "", channel);
-    const host: MachineHost = {
-      replaceSidecar: (readyPath) => replaceSidecar(paths, readyPath),
-      probe: {
-        setTime: (o) => agent().setTime(Date.now(), o),
-        dropIdle: () => agent().dropIdle(),
-      },
-      notice: (message) => rt.events.notice(message, name),
-    };
-    const machine = driver.open(vm, host);
+    const machine = driver.open(
+      vm,
+      liveHost(rt, name, paths, channel, () => record.startedAt ?? ""),
+    );
     const snapshotter = driver.features.snapshots === false ? undefined : machine.snapshots;
     if (snapshotter === undefined) {
       throw new CorralError("UNSUPPORTED", `the ${driver.name} backend cannot take snapshots`, {
